@@ -1,0 +1,23 @@
+"""Amazon 2018 Arts, Crafts & Sewing → Office Products (RecBole atomic files + users.tsv).
+
+Reads ../shared/data/amazon_art_office (or $XDKT_SHARED_DATA/amazon_art_office).
+  xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office
+  xdkt run --config=configs/amazon_art_office.py --config.protocol=cold_start --config.protocol_k=1
+Timestamps there are positions in a mixed sequence: cross-domain order is NOT real.
+"""
+
+from configs import common
+
+
+def get_config():
+  c = common.base_config()
+  c.data.source = "recbole"
+  c.data.path = str(common.shared_data_dir() / "amazon_art_office")
+  c.data.source_domains = "Art"
+  c.data.target_domain = "Office"
+  c.data.real_timestamps = False
+  c.data.kcore = 0                 # keep the dataset's own user split intact
+  c.data.max_text_len = 64
+  c.protocol = "warm"
+  c.lock()
+  return c

@@ -1,0 +1,56 @@
+"""Shared test helpers.  Tests run on CPU with one device unless a test starts its own
+subprocess with fake devices."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+from xdkt_jax.data.schema import (CrossDomainDataset, Domain, Interactions,  # noqa: E402
+                                  ItemTable, PrepLog, UserIndex, counts)
+
+
+def shared_data_dir() -> Path:
+  env = os.environ.get("XDKT_SHARED_DATA")
+  return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+  p = shared_data_dir()
+  if not p.is_dir():
+    pytest.skip(f"shared data not found at {p} (set XDKT_SHARED_DATA)")
+  return p
+
+
+def make_dataset(spec: dict, *, texts: dict | None = None, real_timestamps=False,
+                 user_split: dict | None = None) -> CrossDomainDataset:
+  """spec: {domain: [(user_name, item_idx, order), ...]}; items are 'i<idx>' with text
+  'text <domain> <idx>' unless `texts[domain]` gives the list."""
+  uidx = UserIndex()
+  domains, log = {}, PrepLog()
+  for name, rows in spec.items():
+    n_items = max(r[1] for r in rows) + 1 if rows else 1
+    if texts and name in texts:
+      n_items = max(n_items, len(texts[name]))
+      tx = list(texts[name]) + [""] * (n_items - len(texts[name]))
+    else:
+      tx = [f"text {name} {i}" for i in range(n_items)]
+    items = ItemTable(ids=np.array([f"{name}{i}" for i in range(n_items)], dtype=object),
+                      text={"title": np.array(tx, dtype=object)})
+    inter = Interactions(user=uidx.encode([r[0] for r in rows]),
+                         item=np.array([r[1] for r in rows], np.int32),
+                         order=np.array([r[2] for r in rows], np.float64))
+    domains[name] = Domain(name, items, inter, source=f"<{name}>")
+    log.raw[name] = counts(domains[name])
+  ds = CrossDomainDataset(domains=domains, user_ids=uidx.to_array(),
+                          real_timestamps=real_timestamps, log=log)
+  if user_split:
+    ds.user_split = np.array([user_split.get(u, "") for u in ds.user_ids], dtype=object)
+  return ds

@@ -1,0 +1,93 @@
+"""CLI: `xdkt <command> --config=CFG [--config.x.y=v ...] [flags]`.  Thin: flags → config →
+one library call.
+
+  xdkt run   --config=configs/default.py --workdir=runs/default
+  xdkt stats --config=configs/default.py [--json]
+  xdkt embed --config=CFG --texts=FILE --out=OUT.npy [--workdir=DIR]
+
+A user's mistake (bad file, bad config value) ends with one line on stderr and exit code 2;
+set XDKT_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+COMMANDS = ("run", "stats", "embed")
+
+
+def parse(argv: list[str]):
+  """argv (program name first) → (command, config, flag values).  Re-entrant: every call gets
+  its own FlagValues, so tests can parse in-process."""
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
+                                  lock_config=True, sys_argv=argv)
+  flags.DEFINE_string("workdir", "", "run directory (artifacts, checkpoints)", flag_values=fv)
+  flags.DEFINE_boolean("json", False, "stats: print one JSON object", flag_values=fv)
+  flags.DEFINE_string("texts", "", "embed: text file, one text per line", flag_values=fv)
+  flags.DEFINE_string("out", "", "embed: output .npy", flag_values=fv)
+  rest = fv(argv)
+  positional = rest[1:]
+  if len(positional) != 1 or positional[0] not in COMMANDS:
+    raise UsageError(f"usage: xdkt {{{'|'.join(COMMANDS)}}} --config=CFG ... "
+                     f"(got {' '.join(positional) or 'no command'})")
+  if fv["config"].value is None:
+    raise UsageError("--config=CFG is required (e.g. --config=configs/default.py)")
+  return positional[0], fv["config"].value, fv
+
+
+class UsageError(ValueError):
+  pass
+
+
+def main(argv: list[str]) -> int:
+  from xdkt_jax import pipeline  # pylint: disable=import-outside-toplevel
+  cmd, config, fv = parse(argv)
+  if cmd == "stats":
+    st = pipeline.stats(config)
+    if fv["json"].value:
+      print(json.dumps(st))
+    else:
+      from xdkt_jax.data.stats import format_table  # pylint: disable=import-outside-toplevel
+      print(format_table(st))
+    return 0
+  if cmd == "run":
+    if not fv["workdir"].value:
+      raise UsageError("xdkt run needs --workdir=DIR")
+    pipeline.run(config, fv["workdir"].value)
+    return 0
+  if cmd == "embed":
+    if not fv["texts"].value or not fv["out"].value:
+      raise UsageError("xdkt embed needs --texts=FILE and --out=OUT.npy")
+    pipeline.embed(config, fv["texts"].value, fv["out"].value, workdir=fv["workdir"].value)
+    return 0
+  return 2
+
+
+def cli() -> None:
+  """Console-script entry point."""
+  from xdkt_jax.data.schema import DataError  # pylint: disable=import-outside-toplevel
+  try:
+    code = main(sys.argv)
+  except (DataError, UsageError, flags.Error) as e:
+    if os.environ.get("XDKT_DEBUG"):
+      raise
+    print(f"xdkt: error: {e}", file=sys.stderr)
+    code = 2
+  except (ValueError, FileNotFoundError) as e:
+    # Config values and paths a user typed; anything else is a bug and keeps its traceback.
+    if os.environ.get("XDKT_DEBUG"):
+      raise
+    print(f"xdkt: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+          file=sys.stderr)
+    code = 2
+  sys.exit(code)
+
+
+if __name__ == "__main__":
+  cli()
