@@ -1,0 +1,87 @@
+"""Each loss against a slow NumPy reference: value and gradient."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xdkt_jax import losses
+
+
+def np_lm_loss(logits, targets, weights):
+  tot, n = 0.0, 0.0
+  for b in range(logits.shape[0]):
+    for j in range(logits.shape[1]):
+      if weights[b, j]:
+        z = logits[b, j].astype(np.float64)
+        lse = np.log(np.sum(np.exp(z - z.max()))) + z.max()
+        tot += weights[b, j] * (lse - z[targets[b, j]])
+        n += weights[b, j]
+  return tot / max(n, 1.0)
+
+
+def np_lm_grad(logits, targets, weights):
+  g = np.zeros_like(logits, dtype=np.float64)
+  n = max(weights.sum(), 1.0)
+  for b in range(logits.shape[0]):
+    for j in range(logits.shape[1]):
+      z = logits[b, j].astype(np.float64)
+      p = np.exp(z - z.max()); p /= p.sum()
+      p[targets[b, j]] -= 1.0
+      g[b, j] = weights[b, j] * p / n
+  return g
+
+
+def test_lm_loss_value_and_grad_vs_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 5, 7)).astype(np.float32)
+  targets = rng.integers(0, 7, size=(3, 5))
+  weights = (rng.random((3, 5)) < 0.6).astype(np.float32)
+  f = lambda lg: losses.lm_loss(logits_BxLxV=lg, targets_BxL=jnp.asarray(targets),
+                                weights_BxL=jnp.asarray(weights))[0]
+  val, grad = jax.value_and_grad(f)(jnp.asarray(logits))
+  np.testing.assert_allclose(val, np_lm_loss(logits, targets, weights), rtol=1e-5)
+  np.testing.assert_allclose(grad, np_lm_grad(logits, targets, weights), atol=1e-6)
+  _, aux = losses.lm_loss(logits_BxLxV=jnp.asarray(logits), targets_BxL=jnp.asarray(targets),
+                          weights_BxL=jnp.asarray(weights))
+  assert float(aux["n_tokens"]) == weights.sum()
+
+
+def test_lm_loss_ignores_padding_logits():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  t = np.zeros((2, 4), np.int32)
+  w = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], np.float32)
+  a = losses.lm_loss(logits_BxLxV=logits, targets_BxL=t, weights_BxL=w)[0]
+  logits[:, 2:] = 1e4  # garbage at padded positions
+  logits[1, 1:] = -1e4
+  b = losses.lm_loss(logits_BxLxV=logits, targets_BxL=t, weights_BxL=w)[0]
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_mlm_inputs_80_10_10_and_specials_never_masked():
+  B, L, V = 64, 128, 1000
+  ids = jax.random.randint(jax.random.PRNGKey(0), (B, L), 5, V)
+  ids = ids.at[:, 0].set(101).at[:, -1].set(102)
+  mask = jnp.ones((B, L), jnp.int32).at[:, 100:].set(0)
+  inp, tgt, w = losses.mlm_inputs(jax.random.PRNGKey(1), ids_BxL=ids, mask_BxL=mask,
+                                  mask_token_id=103, vocab_size=V,
+                                  special_ids_S=jnp.array([0, 101, 102, 103]))
+  w = np.asarray(w).astype(bool)
+  inp, ids_np = np.asarray(inp), np.asarray(ids)
+  assert not w[:, 0].any() and not w[:, 100:].any()      # [CLS] and padding never chosen
+  frac = w.sum() / (B * 98)
+  assert 0.13 < frac < 0.17
+  masked = (inp[w] == 103).mean()
+  unchanged = (inp[w] == ids_np[w]).mean()
+  assert 0.77 < masked < 0.83 and 0.07 < unchanged < 0.13
+  assert (inp[~w] == ids_np[~w]).all()                    # only chosen tokens change
+  assert np.array_equal(np.asarray(tgt), ids_np)
+
+
+def test_causal_lm_inputs_shift():
+  ids = jnp.array([[5, 6, 7, 0], [8, 9, 0, 0]])
+  mask = jnp.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+  inp, tgt, w = losses.causal_lm_inputs(ids_BxL=ids, mask_BxL=mask)
+  assert np.asarray(tgt).tolist() == [[6, 7, 0, 0], [9, 0, 0, 0]]
+  assert np.asarray(w).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
+  assert np.array_equal(np.asarray(inp), np.asarray(ids))
