@@ -18,10 +18,11 @@ def shared_data_dir() -> Path:
 
 
 def synthetic_config() -> mlc.ConfigDict:
-  return mlc.ConfigDict(dict(
-      seed=0, domains="Books,Movies", n_users=2000, items_per_domain=1000,
-      interactions=100_000, overlap=0.5, latent_dim=8, n_categories=12, n_brands=40,
-      popularity_alpha=1.1, taste_weight=4.0, text_noise=0.1))
+  """The synthetic world's knobs (defaults and meanings: xdkt_jax/data/synthetic.py)."""
+  from xdkt_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  c = synthetic.default_config()
+  c.domains = ",".join(c.domains)
+  return c
 
 
 def data_config() -> mlc.ConfigDict:

@@ -41,6 +41,11 @@ def dataset_stats(ds: CrossDomainDataset, tok=None) -> dict:
       entry["text_tokens"]["truncated_frac"] = float(
           np.mean(ntok >= tok.mask[name].shape[1]))
     out["domains"][name] = entry
+  # Drops recorded against something other than a domain (e.g. users.tsv rows whose user has
+  # no interactions) are reported too: nothing is dropped silently.
+  other = {k: v for k, v in ds.log.dropped.items() if k not in ds.domains}
+  if other:
+    out["dropped_other"] = other
   return out
 
 
@@ -71,6 +76,8 @@ def format_table(stats: dict) -> str:
       t = e["text_tokens"]
       lines.append(f"  tokens p50/p90/max: {t['p50']:.0f}/{t['p90']:.0f}/{t['max']:.0f}, "
                    f"truncated: {100 * t['truncated_frac']:.1f}%")
+  for src, d in stats.get("dropped_other", {}).items():
+    lines.append(f"{src} dropped: " + ", ".join(f"{k}={v:,}" for k, v in d.items()))
   if stats["overlap"]:
     lines.append("overlap (users in both): " + ", ".join(
         f"{k.replace('|', '∩')}={v:,}" for k, v in stats["overlap"].items()))

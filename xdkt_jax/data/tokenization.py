@@ -50,6 +50,8 @@ def resolve_tokenizer_dir(spec: str) -> Path:
 
 def load_tokenizer(spec: str):
   """A transformers fast tokenizer from a local folder (never from a hub)."""
+  # transformers prints an advisory that PyTorch is absent; we only use its tokenizers.
+  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
   from transformers import AutoTokenizer  # pylint: disable=import-outside-toplevel
   folder = resolve_tokenizer_dir(spec)
   return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
