@@ -7,6 +7,8 @@ from pathlib import Path
 
 import ml_collections as mlc
 
+from xdkt_jax.train.mesh import DEFAULT_RULES
+
 
 def shared_data_dir() -> Path:
   """`../shared/data` beside the repository (or $XDKT_SHARED_DATA).  Only the configs that
@@ -46,6 +48,24 @@ def data_config() -> mlc.ConfigDict:
   ))
 
 
+def encoder_config() -> mlc.ConfigDict:
+  return mlc.ConfigDict(dict(
+      init_from="minilm",          # HF folder or alias 'minilm'; '' = from scratch (preset)
+      preset="tiny",               # scratch only: tiny | minilm | bert_base | gpt2_small
+      family="",                   # scratch only: override the preset's family (bert | gpt2)
+      hidden_size=0, num_layers=0, num_heads=0, mlp_dim=0,   # scratch only: > 0 overrides
+      dropout=-1.0,                # < 0: the checkpoint's / preset's own
+      dtype="float32",             # compute dtype; 'bfloat16' on accelerators
+      pooling="mean",              # mean | cls | last
+  ))
+
+
+def lm_stage_config(steps: int, lr: float) -> mlc.ConfigDict:
+  return mlc.ConfigDict(dict(
+      steps=steps, batch_size=32, eval_batch_size=64, lr=lr, warmup_steps=-1,  # -1: 10% of steps
+      schedule="cosine", weight_decay=0.01, grad_accum=1, heldout_frac=0.05))
+
+
 def base_config() -> mlc.ConfigDict:
   c = mlc.ConfigDict()
   c.seed = 0
@@ -53,5 +73,17 @@ def base_config() -> mlc.ConfigDict:
   c.protocol_k = 1
   c.protocol_cold_frac = 0.2
   c.data = data_config()
-  c.stages = "data"                # comma-separated stages `xdkt run` executes
+  c.encoder = encoder_config()
+  c.pretrain = lm_stage_config(0, 1e-4)     # L_p; 0 steps = the init_from weights are W_p
+  c.adapt = lm_stage_config(100, 5e-5)      # L_t on source + target text
+  c.adapt.target_ratio = 0.5                # share of each batch from the target domain
+  c.adapt.freeze_layers = 0                 # freeze the lower N encoder layers
+  c.adapt.freeze_embeddings = False
+  c.mesh = mlc.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  c.rules = [list(r) for r in DEFAULT_RULES]
+  c.ckpt = mlc.ConfigDict({"every_steps": 200, "keep": 2, "async": True})
+  c.log_every = 10
+  c.progress = True
+  c.multihost = False
+  c.stages = "data,pretrain,adapt"          # what `xdkt run` executes, in order
   return c

@@ -85,3 +85,31 @@ def test_causal_lm_inputs_shift():
   assert np.asarray(tgt).tolist() == [[6, 7, 0, 0], [9, 0, 0, 0]]
   assert np.asarray(w).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
   assert np.array_equal(np.asarray(inp), np.asarray(ids))
+
+
+def test_mlm_select_counts_positions_and_80_10_10():
+  B, L, V = 256, 64, 1000
+  ids = jax.random.randint(jax.random.PRNGKey(0), (B, L), 200, V)  # no special ids by chance
+  n_real = np.random.default_rng(0).integers(0, 60, size=B)
+  n_real[0] = 0
+  mask = (np.arange(L)[None, :] < (n_real + 2)[:, None]).astype(np.int32)
+  ids = jnp.where(jnp.asarray(mask) > 0, ids, 0).at[:, 0].set(101)
+  ids = ids.at[np.arange(B), n_real + 1].set(102)
+  inp, pos, tgt, w = losses.mlm_select(
+      jax.random.PRNGKey(1), ids_BxL=ids, mask_BxL=jnp.asarray(mask), mask_token_id=103,
+      vocab_size=V, special_ids_S=jnp.array([0, 101, 102, 103]), max_predictions=11)
+  ids, inp, pos, tgt, w = map(np.asarray, (ids, inp, pos, tgt, w))
+  assert pos.shape == (B, 11)
+  expected = np.where(n_real > 0, np.clip(np.round(n_real * 0.15), 1, 11), 0)
+  assert np.array_equal(w.sum(1), expected)                 # BERT's count rule
+  for b in range(B):
+    chosen = pos[b][w[b] > 0]
+    assert len(set(chosen.tolist())) == len(chosen)          # distinct positions
+    assert all(1 <= p <= n_real[b] for p in chosen)          # real, non-special tokens only
+    assert np.array_equal(tgt[b], ids[b, pos[b]])
+    untouched = np.setdiff1d(np.arange(L), chosen)
+    assert np.array_equal(inp[b, untouched], ids[b, untouched])
+  sel = w > 0
+  new = inp[np.arange(B)[:, None], pos][sel]
+  assert 0.74 < (new == 103).mean() < 0.86
+  assert 0.05 < (new == tgt[sel]).mean() < 0.16

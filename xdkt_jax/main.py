@@ -72,8 +72,12 @@ def main(argv: list[str]) -> int:
 def cli() -> None:
   """Console-script entry point."""
   from xdkt_jax.data.schema import DataError  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
   try:
     code = main(sys.argv)
+  except Preempted as e:
+    print(f"xdkt: {e}", file=sys.stderr)
+    code = 0
   except (DataError, UsageError, flags.Error) as e:
     if os.environ.get("XDKT_DEBUG"):
       raise

@@ -7,15 +7,18 @@ rerun with the same inputs reuses the artifacts, a changed input redoes the stag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from xdkt_jax.data import load as data_load
 from xdkt_jax.data import protocols
 from xdkt_jax.data import stats as data_stats
 
-STAGE_ORDER = ("data",)
+STAGE_ORDER = ("data", "pretrain", "adapt")
 
 
 def stats(config) -> dict:
@@ -53,6 +56,55 @@ def data_stage(config, workdir: Path, log=print):
   return ds, tok, split
 
 
+def _fingerprint(*parts) -> str:
+  return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _done(stage_dir: Path, fp: str) -> bool:
+  marker = stage_dir / "DONE"
+  return marker.exists() and marker.read_text().strip() == fp
+
+
+def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, log=print):
+  """pretrain (L_p) or adapt (L_t).  Reuses a finished stage whose inputs are unchanged.
+
+  Returns (encoder config, params, fingerprint of this stage's output)."""
+  from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+  scfg = config.pretrain if name == "pretrain" else config.adapt
+  stage_dir = _stage_dir(workdir, name)
+  fp = _fingerprint(name, upstream[2], tok.fingerprint, scfg.to_json(),
+                    config.encoder.to_json(), config.seed, split.fingerprint())
+  if _done(stage_dir, fp):
+    enc_cfg, params = lm.stage_encoder(workdir, name)
+    log(f"{name}: reusing finished stage ({stage_dir})")
+    return enc_cfg, params, fp
+  special = lm.special_tokens(config.data.tokenizer)
+  enc_cfg, params = upstream[0], upstream[1]
+  if name == "pretrain":
+    domains, target, ratio, freeze = ds.domain_names, None, 0.0, []
+  else:
+    # L_t reads source + target text; in multi_domain every domain is both.
+    domains = split.sources + split.targets
+    target = split.targets[0] if len(split.targets) == 1 else None
+    ratio = float(scfg.target_ratio)
+    freeze = lm.freeze_patterns(enc_cfg, int(scfg.freeze_layers), bool(scfg.freeze_embeddings))
+  corpus = lm.make_corpus(tok, domains=domains, heldout_frac=float(scfg.heldout_frac),
+                          seed=int(config.seed))
+  params, metrics = lm.train_lm(config, scfg, enc_cfg, params, corpus, special, stage_dir,
+                                target=target, ratio=ratio, freeze=freeze, log_fn=log)
+  metrics["encoder"] = enc_cfg.to_hf()
+  lm.save_stage(stage_dir, enc_cfg, params, metrics)
+  (stage_dir / "DONE").write_text(fp)
+  return enc_cfg, params, fp
+
+
+def initial_encoder(config):
+  from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+  special = lm.special_tokens(config.data.tokenizer)
+  enc_cfg, params = lm.initial_encoder(config, special)
+  return enc_cfg, params, _fingerprint("init", config.encoder.to_json(), config.seed)
+
+
 def run(config, workdir: str, log=print) -> dict:
   """Runs the configured stages in order; returns {stage: seconds}."""
   wd = Path(workdir).expanduser()
@@ -63,7 +115,45 @@ def run(config, workdir: str, log=print) -> dict:
     raise ValueError(f"config.stages: unknown stage(s) {unknown}; known: {STAGE_ORDER}")
   timings = {}
   t = time.time()
-  data_stage(config, wd, log)
+  ds, tok, split = data_stage(config, wd, log)
   timings["data"] = time.time() - t
+  upstream = None
+  for name in ("pretrain", "adapt"):
+    if name not in stages:
+      continue
+    if tok is None:
+      raise ValueError(f"stage {name!r} needs tokenised text: set config.data.tokenize=True")
+    t = time.time()
+    if upstream is None:
+      upstream = initial_encoder(config)
+    upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
+    timings[name] = time.time() - t
   _write_json(wd / "timings.json", timings)
   return timings
+
+
+def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.ndarray:
+  """One text per line → float32 [N, D] (.npy).  Weights: the workdir's adapted (else
+  pre-trained) encoder when --workdir is given, else config.encoder.init_from."""
+  from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data.tokenization import encode_texts, load_tokenizer  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data.textio import open_text  # pylint: disable=import-outside-toplevel
+  texts = np.array([line for _, line in open_text(texts_path)], dtype=object)
+  if workdir:
+    wd = Path(workdir).expanduser()
+    got = lm.stage_encoder(wd, "adapt") or lm.stage_encoder(wd, "pretrain")
+    if got is None:
+      raise ValueError(f"{wd}: no finished adapt/ or pretrain/ stage to embed with")
+    enc_cfg, params = got
+  else:
+    if not config.encoder.init_from:
+      raise ValueError("xdkt embed without --workdir needs config.encoder.init_from "
+                       "(random weights would give meaningless vectors)")
+    enc_cfg, params, _ = initial_encoder(config)
+  tok = load_tokenizer(config.data.tokenizer)
+  ids, mask = encode_texts(tok, texts, int(config.data.max_text_len))
+  vecs = lm.embed_texts(enc_cfg, params, ids, mask, pooling=config.encoder.pooling)
+  out = Path(out_path).expanduser()
+  out.parent.mkdir(parents=True, exist_ok=True)
+  np.save(out, vecs)
+  return vecs

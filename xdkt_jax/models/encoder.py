@@ -371,9 +371,13 @@ class LanguageModel(nn.Module):
                         token_type_ids_BxL=token_type_ids_BxL, deterministic=deterministic)
 
   def __call__(self, input_ids_BxL, attention_mask_BxL=None, *, token_type_ids_BxL=None,
-               deterministic: bool = True):
+               deterministic: bool = True, positions_BxP=None):
+    """Logits at every position, or only at `positions_BxP` (masked-LM training: the head
+    over the vocabulary is the costliest part, and only the predicted positions need it)."""
     hidden = self.encode(input_ids_BxL, attention_mask_BxL,
                          token_type_ids_BxL=token_type_ids_BxL, deterministic=deterministic)
+    if positions_BxP is not None:
+      hidden = jnp.take_along_axis(hidden, positions_BxP[..., None], axis=1)
     # float32 logits: a log-softmax over a 30k-50k vocabulary in bf16 loses the tail.
     return self.lm_head(hidden, self.encoder.attend).astype(jnp.float32)
 
