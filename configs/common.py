@@ -79,6 +79,7 @@ def base_config() -> mlc.ConfigDict:
   c.adapt.target_ratio = 0.5                # share of each batch from the target domain
   c.adapt.freeze_layers = 0                 # freeze the lower N encoder layers
   c.adapt.freeze_embeddings = False
+  c.adapt.head_warmup_steps = 0             # fit a missing MLM head first, encoder frozen
   c.mesh = mlc.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.rules = [list(r) for r in DEFAULT_RULES]
   c.ckpt = mlc.ConfigDict({"every_steps": 200, "keep": 2, "async": True})

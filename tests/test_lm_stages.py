@@ -76,6 +76,21 @@ def test_pretrain_and_adapt_stages(tmp_path):
   lines.clear()
   pipeline.run(c2, str(wd), log=lines.append)
   assert sum("reusing finished stage" in l for l in lines) == 1
+  # ...from its start, not from the old run's step-10 checkpoint
+  assert json.loads((wd / "adapt" / "metrics.json").read_text())["resumed_from"] == "scratch"
+
+
+def test_head_warmup_fits_head_with_encoder_frozen(tmp_path):
+  c = small_config(tmp_path, **{"adapt.head_warmup_steps": 5, "adapt.freeze_layers": 0,
+                                "pretrain.steps": 3, "adapt.steps": 3})
+  wd = tmp_path / "run"
+  pipeline.run(c, str(wd), log=lambda *_: None)
+  m = json.loads((wd / "adapt" / "metrics.json").read_text())
+  hw = m["head_warmup"]
+  assert hw["steps"] == 5
+  for d in ("Books", "Movies"):
+    assert m["heldout_perplexity_before"][d] == pytest.approx(
+        hw["heldout_perplexity_after"][d], rel=1e-5)
 
 
 def test_gpt_family_from_scratch(tmp_path):

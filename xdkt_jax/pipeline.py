@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def _done(stage_dir: Path, fp: str) -> bool:
   return marker.exists() and marker.read_text().strip() == fp
 
 
+def _claim(stage_dir: Path, fp: str) -> None:
+  """A stage dir holds one set of inputs: checkpoints left by a run with other inputs would
+  otherwise be resumed as if they were this run's, so they are cleared first."""
+  marker = stage_dir / "INPUTS"
+  if marker.exists() and marker.read_text().strip() != fp:
+    shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True)
+  marker.write_text(fp)
+
+
 def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, log=print):
   """pretrain (L_p) or adapt (L_t).  Reuses a finished stage whose inputs are unchanged.
 
@@ -78,6 +89,7 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
     enc_cfg, params = lm.stage_encoder(workdir, name)
     log(f"{name}: reusing finished stage ({stage_dir})")
     return enc_cfg, params, fp
+  _claim(stage_dir, fp)
   special = lm.special_tokens(config.data.tokenizer)
   enc_cfg, params = upstream[0], upstream[1]
   if name == "pretrain":
@@ -90,8 +102,21 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
     freeze = lm.freeze_patterns(enc_cfg, int(scfg.freeze_layers), bool(scfg.freeze_embeddings))
   corpus = lm.make_corpus(tok, domains=domains, heldout_frac=float(scfg.heldout_frac),
                           seed=int(config.seed))
+  head = {}
+  if name == "adapt" and int(scfg.get("head_warmup_steps", 0)) > 0:
+    # A checkpoint without an MLM head (sentence-transformers MiniLM) gets its head fitted
+    # first with the encoder frozen, so "perplexity before adaptation" measures the
+    # pretrained encoder, not a random head.
+    hcfg = scfg.copy_and_resolve_references()
+    with hcfg.unlocked():
+      hcfg.steps = int(scfg.head_warmup_steps)
+    params, head = lm.train_lm(config, hcfg, enc_cfg, params, corpus, special,
+                               stage_dir / "head_warmup", target=target, ratio=ratio,
+                               freeze=[r"^encoder/"], log_fn=log)
   params, metrics = lm.train_lm(config, scfg, enc_cfg, params, corpus, special, stage_dir,
                                 target=target, ratio=ratio, freeze=freeze, log_fn=log)
+  if head:
+    metrics["head_warmup"] = head
   metrics["encoder"] = enc_cfg.to_hf()
   lm.save_stage(stage_dir, enc_cfg, params, metrics)
   (stage_dir / "DONE").write_text(fp)
