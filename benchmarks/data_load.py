@@ -6,6 +6,7 @@ Prints one line per measurement; results go to benchmarks/RESULTS.md by hand, wi
 """
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -20,6 +21,16 @@ from xdkt_jax.data import load  # noqa: E402
 from xdkt_jax.data import protocols  # noqa: E402
 
 
+def cpu_model() -> str:
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def timed(label, fn):
   t = time.perf_counter()
   out = fn()
@@ -32,7 +43,7 @@ def main():
   ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
   ap.add_argument("--interactions", type=int, default=1_000_000)
   args = ap.parse_args()
-  print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+  print(f"machine: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
   with tempfile.TemporaryDirectory() as cache:
     art = Path(args.shared) / "amazon_art_office"
     if art.is_dir():
@@ -55,7 +66,8 @@ def main():
     ds, tok = timed(f"synthetic {args.interactions:,} generate+preprocess+tokenise (cold cache)",
                     lambda: load.load(cfg.data))
     n = sum(len(d.inter) for d in ds.domains.values())
-    print(f"synthetic interactions: {n:,}, users {ds.n_users:,}, items "
+    raw = sum(r["interactions"] for r in ds.log.raw.values())
+    print(f"synthetic interactions generated: {raw:,}; after dedup: {n:,}, users {ds.n_users:,}, items "
           f"{sum(d.n_items for d in ds.domains.values()):,}")
     timed("synthetic split (cold_start k=1)", lambda: protocols.make_split(ds, cfg))
 
