@@ -1,5 +1,7 @@
 """The embedded default: a seeded synthetic cross-domain world (Books → Movies), no files needed.
 
+Stages today: data → pretrain (0 steps: the MiniLM weights are W_p) → adapt (L_t, 100 steps).
+
   xdkt run --config=configs/default.py --workdir=runs/default
   xdkt stats --config=configs/default.py --json
 """
@@ -13,6 +15,7 @@ def get_config():
   c.data.source_domains = "Books"
   c.data.target_domain = "Movies"
   c.data.real_timestamps = True
+  c.data.max_text_len = 32         # synthetic titles are ~17 tokens; 64 would be mostly padding
   c.protocol = "cold_start"
   c.protocol_k = 1
   c.lock()

@@ -17,15 +17,10 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
+from xdkt_jax.train.cfg import cfg_get
 from xdkt_jax.train.optim import path_str
 
 
-def _get(cfg, name, default):
-  if cfg is None:
-    return default
-  value = cfg.get(name, default) if hasattr(cfg, 'get') else getattr(
-      cfg, name, default)
-  return default if value is None else value
 
 
 def make_manager(directory, ckpt_cfg=None) -> ocp.CheckpointManager:
@@ -35,15 +30,15 @@ def make_manager(directory, ckpt_cfg=None) -> ocp.CheckpointManager:
   background thread, so training continues (and may donate the state
   buffers) while the checkpoint is written.
   """
-  every = int(_get(ckpt_cfg, 'every_steps', 1000))
+  every = int(cfg_get(ckpt_cfg, 'every_steps', 1000))
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=every,
       # Explicit predicate: orbax's default policy also saves the *first*
       # step of every run, which would stall step 1 for nothing.  Orbax still
       # adds its multi-host preemption policy next to this predicate.
       should_save_fn=lambda step, last_saved: step % every == 0,
-      max_to_keep=int(_get(ckpt_cfg, 'keep', 3)),
-      enable_async_checkpointing=bool(_get(ckpt_cfg, 'async', True)),
+      max_to_keep=int(cfg_get(ckpt_cfg, 'keep', 3)),
+      enable_async_checkpointing=bool(cfg_get(ckpt_cfg, 'async', True)),
       create=True)
   return ocp.CheckpointManager(
       epath.Path(directory).absolute(), options=options,

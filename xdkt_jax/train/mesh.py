@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+
+from xdkt_jax.train.cfg import cfg_get
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -38,19 +40,11 @@ DEFAULT_RULES = (
 Rules = Sequence[tuple[str, Any]]
 
 
-def _cfg_get(cfg, name, default):
-  """Reads `name` from a ConfigDict / dict / None with a default."""
-  if cfg is None:
-    return default
-  if hasattr(cfg, 'get'):
-    value = cfg.get(name, default)
-    return default if value is None else value
-  return getattr(cfg, name, default)
 
 
 def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, ...]:
   """Sizes of (data, fsdp, model); one size of -1 takes the remaining devices."""
-  sizes = [int(_cfg_get(mesh_cfg, a, -1 if a == 'data' else 1))
+  sizes = [int(cfg_get(mesh_cfg, a, -1 if a == 'data' else 1))
            for a in MESH_AXES]
   fill = [i for i, s in enumerate(sizes) if s == -1]
   if len(fill) > 1:

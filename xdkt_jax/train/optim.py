@@ -14,15 +14,11 @@ from typing import Any, Callable, Sequence
 import jax
 import optax
 
+from xdkt_jax.train.cfg import cfg_get
+
 DEFAULT_NO_DECAY = (r'bias$', r'scale$')  # biases and LayerNorm/RMSNorm gains.
 
 
-def _get(cfg, name, default):
-  if cfg is None:
-    return default
-  value = cfg.get(name, default) if hasattr(cfg, 'get') else getattr(
-      cfg, name, default)
-  return default if value is None else value
 
 
 def _key_name(k) -> str:
@@ -52,11 +48,11 @@ def make_schedule(opt_cfg) -> optax.Schedule:
   Schedule steps count *optimizer updates*: with grad_accum=k, MultiSteps
   advances the inner count once per k train steps.
   """
-  lr = float(_get(opt_cfg, 'lr', 1e-3))
-  warmup = int(_get(opt_cfg, 'warmup_steps', 0))
-  total = int(_get(opt_cfg, 'total_steps', 0))
-  kind = str(_get(opt_cfg, 'schedule', 'cosine'))
-  end_lr = lr * float(_get(opt_cfg, 'end_lr_factor', 0.0))
+  lr = float(cfg_get(opt_cfg, 'lr', 1e-3))
+  warmup = int(cfg_get(opt_cfg, 'warmup_steps', 0))
+  total = int(cfg_get(opt_cfg, 'total_steps', 0))
+  kind = str(cfg_get(opt_cfg, 'schedule', 'cosine'))
+  end_lr = lr * float(cfg_get(opt_cfg, 'end_lr_factor', 0.0))
   if kind == 'constant':
     if warmup <= 0:
       return optax.constant_schedule(lr)
@@ -110,14 +106,14 @@ def make_optimizer(opt_cfg, params) -> optax.GradientTransformation:
   that every freeze regex matches something -- a typo would otherwise train
   the whole model silently.
   """
-  name = str(_get(opt_cfg, 'name', 'adamw'))
+  name = str(cfg_get(opt_cfg, 'name', 'adamw'))
   if name != 'adamw':
     raise ValueError(f'Only adamw is supported, got {name!r}.')
   schedule = make_schedule(opt_cfg)
-  freeze = list(_get(opt_cfg, 'freeze', ()))
-  no_decay = list(_get(opt_cfg, 'no_decay', DEFAULT_NO_DECAY))
-  clip = float(_get(opt_cfg, 'clip_norm', 0.0))
-  accum = int(_get(opt_cfg, 'grad_accum', 1))
+  freeze = list(cfg_get(opt_cfg, 'freeze', ()))
+  no_decay = list(cfg_get(opt_cfg, 'no_decay', DEFAULT_NO_DECAY))
+  clip = float(cfg_get(opt_cfg, 'clip_norm', 0.0))
+  accum = int(cfg_get(opt_cfg, 'grad_accum', 1))
 
   paths = tree_paths(params)
   for pattern in freeze:
@@ -129,10 +125,10 @@ def make_optimizer(opt_cfg, params) -> optax.GradientTransformation:
 
   trainable = optax.adamw(
       learning_rate=schedule,
-      b1=float(_get(opt_cfg, 'b1', 0.9)),
-      b2=float(_get(opt_cfg, 'b2', 0.999)),
-      eps=float(_get(opt_cfg, 'eps', 1e-8)),
-      weight_decay=float(_get(opt_cfg, 'weight_decay', 0.0)),
+      b1=float(cfg_get(opt_cfg, 'b1', 0.9)),
+      b2=float(cfg_get(opt_cfg, 'b2', 0.999)),
+      eps=float(cfg_get(opt_cfg, 'eps', 1e-8)),
+      weight_decay=float(cfg_get(opt_cfg, 'weight_decay', 0.0)),
       mask=decay_mask_fn(no_decay))
   if clip > 0:
     trainable = optax.chain(optax.clip_by_global_norm(clip), trainable)
