@@ -80,11 +80,12 @@ def base_config() -> mlc.ConfigDict:
   c.adapt.freeze_layers = 0                 # freeze the lower N encoder layers
   c.adapt.freeze_embeddings = False
   c.adapt.head_warmup_steps = 0             # fit a missing MLM head first, encoder frozen
+  c.adapt.head_lr = 1e-3                    # learning rate of that head-only warm-up
   c.mesh = mlc.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.rules = [list(r) for r in DEFAULT_RULES]
   c.ckpt = mlc.ConfigDict({"every_steps": 200, "keep": 2, "async": True})
   c.log_every = 10
   c.progress = True
-  c.multihost = False
+  c.multihost = False                       # True: jax.distributed.initialize() (pods, SLURM)
   c.stages = "data,pretrain,adapt"          # what `xdkt run` executes, in order
   return c

@@ -47,7 +47,10 @@ class UsageError(ValueError):
 
 def main(argv: list[str]) -> int:
   from xdkt_jax import pipeline  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.train.writers import maybe_initialize_distributed  # pylint: disable=import-outside-toplevel
   cmd, config, fv = parse(argv)
+  if cmd != "stats":
+    maybe_initialize_distributed(config)  # before anything touches a device
   if cmd == "stats":
     st = pipeline.stats(config)
     if fv["json"].value:

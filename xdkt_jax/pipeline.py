@@ -110,6 +110,7 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
     hcfg = scfg.copy_and_resolve_references()
     with hcfg.unlocked():
       hcfg.steps = int(scfg.head_warmup_steps)
+      hcfg.lr = float(scfg.head_lr)
     params, head = lm.train_lm(config, hcfg, enc_cfg, params, corpus, special,
                                stage_dir / "head_warmup", target=target, ratio=ratio,
                                freeze=[r"^encoder/"], log_fn=log)
@@ -151,6 +152,9 @@ def run(config, workdir: str, log=print) -> dict:
     t = time.time()
     if upstream is None:
       upstream = initial_encoder(config)
+    if int(config[name].steps) == 0 and upstream[1] is not None:
+      log(f"{name}: 0 steps configured; keeping the weights it would start from")
+      continue
     upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
     timings[name] = time.time() - t
   _write_json(wd / "timings.json", timings)
