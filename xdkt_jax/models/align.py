@@ -1,0 +1,120 @@
+"""Alignment and fusion modules: map knowledge vectors into a recommender's space and merge them
+with ID embeddings.
+
+  Whitening      (x − b) W                         UniSRec's parametric whitening
+  MoEAdaptor     Σ_k softmax(x W_g)_k (x − b_k) W_k UniSRec's MoE adaptor
+  LinearMapping  x W + c                           EMCDR's linear source→target mapping
+  MLPMapping     MLP with tanh                     EMCDR's MLP mapping
+  GatedFusion    g = σ(W[a;b] + c); g·a + (1−g)·b  ID + knowledge fusion
+
+Params carry logical axis names; the input (knowledge) width has none, since it is small and
+comes from elsewhere (an LM's hidden size), so it is replicated.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def _part(init, axes):
+  return nn.with_logical_partitioning(init, axes)
+
+
+class Whitening(nn.Module):
+  """(x − b) W: a learnable centring and linear map.
+
+  Why: LM sentence vectors are anisotropic (a shared mean direction dominates cosine), and
+  UniSRec shows a learnt centring + projection transfers across domains better than fixed
+  whitening.  Dropout on the input (UniSRec applies it there) regularises the small map.
+  """
+  features: int
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x_NxT, *, deterministic: bool = True):
+    t = x_NxT.shape[-1]
+    b = self.param("bias", _part(nn.initializers.zeros, (None,)), (t,))
+    w = self.param("kernel", _part(nn.initializers.lecun_normal(), (None, "embed")),
+                   (t, self.features))
+    x = nn.Dropout(self.dropout)(x_NxT, deterministic=deterministic)
+    return (x - b) @ w
+
+
+class MoEAdaptor(nn.Module):
+  """Mixture of `n_experts` whitening maps with a softmax gate computed from the input.
+
+  Why several: one linear map must serve every domain's text distribution; experts let items
+  from different domains (or kinds of text) use different maps, and the gate picks per item.
+  Experts are stacked ([E, T, D]) so they run as one einsum, not E small matmuls.
+  """
+  features: int
+  n_experts: int = 8
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x_NxT, *, deterministic: bool = True):
+    t, e = x_NxT.shape[-1], self.n_experts
+    b = self.param("bias", _part(nn.initializers.zeros, (None, None)), (e, t))
+    w = self.param("kernel", _part(nn.initializers.lecun_normal(batch_axis=(0,)),
+                                   (None, None, "embed")), (e, t, self.features))
+    gate_w = self.param("gate", _part(nn.initializers.zeros, (None, None)), (t, e))
+    x = nn.Dropout(self.dropout)(x_NxT, deterministic=deterministic)
+    experts_NxExD = jnp.einsum("...et,etd->...ed", x[..., None, :] - b, w)
+    gate_NxE = jax.nn.softmax(x_NxT @ gate_w, axis=-1)
+    return jnp.einsum("...e,...ed->...d", gate_NxE, experts_NxExD)
+
+
+class LinearMapping(nn.Module):
+  """EMCDR's linear mapping f(x) = x W + c from a source latent space to the target one."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x_NxT):
+    return nn.Dense(self.features, kernel_init=_part(nn.initializers.lecun_normal(),
+                                                     (None, "embed")),
+                    bias_init=_part(nn.initializers.zeros, ("embed",)), name="dense")(x_NxT)
+
+
+class MLPMapping(nn.Module):
+  """EMCDR's MLP mapping: `layers` tanh hidden layers of width `hidden`, then linear.
+
+  tanh as in EMCDR: the mapped factors are bounded-scale latent vectors, and a saturating
+  non-linearity keeps a mapping fitted on few overlapping users from extrapolating wildly.
+  """
+  features: int
+  hidden: int = 128
+  layers: int = 1
+
+  @nn.compact
+  def __call__(self, x_NxT):
+    h = x_NxT
+    for i in range(self.layers):
+      h = nn.tanh(nn.Dense(self.hidden, kernel_init=_part(nn.initializers.lecun_normal(),
+                                                          (None, "mlp")),
+                           bias_init=_part(nn.initializers.zeros, ("mlp",)),
+                           name=f"hidden_{i}")(h))
+    return nn.Dense(self.features, kernel_init=_part(nn.initializers.lecun_normal(),
+                                                     ("mlp", "embed")),
+                    bias_init=_part(nn.initializers.zeros, ("embed",)), name="out")(h)
+
+
+class GatedFusion(nn.Module):
+  """g = σ(W[a; b] + c), out = g·a + (1−g)·b, per dimension.
+
+  Why a gate and not a sum: how much to trust the ID embedding vs the knowledge vector
+  depends on the item (a popular item has a well-trained ID, a cold one only knowledge); the
+  gate sees both and decides per item and dimension.  The bias starts at 0 (g = ½: a mean).
+  """
+
+  @nn.compact
+  def __call__(self, a_NxD, b_NxD):
+    d = a_NxD.shape[-1]
+    z = jnp.concatenate([a_NxD, b_NxD], axis=-1)
+    g = jax.nn.sigmoid(nn.Dense(d, kernel_init=_part(_INIT, (None, "embed")),
+                                bias_init=_part(nn.initializers.zeros, ("embed",)),
+                                name="gate")(z))
+    return g * a_NxD + (1.0 - g) * b_NxD

@@ -1,0 +1,467 @@
+"""SASRec: a causal transformer over the target-domain item sequence, trained with L_f.
+
+Item representations (`mode`):
+  id     a learnt ID table [N, D] (logical axes ('items', 'embed'))
+  text   fixed item vectors [N, T] (e.g. LM knowledge vectors) → MoEAdaptor / Whitening → [N, D];
+         the vectors are NOT trained: they live in the 'consts' variable collection, so they are
+         in the TrainState (`state.extra`), sharded and checkpointed, but never optimised
+  fused  ID ⊕ text via GatedFusion ('gate') or a sum ('sum')
+The same item representations embed the input sequence and score the output (tied, as in
+SASRec / UniSRec): score(u, n) = h_u · e_n over the FULL target catalogue.
+
+Sequences.  Token id N is a learnt BOS: a user's token sequence is [BOS, s_0, …, s_{n−1}] and
+every position predicts the next item, so s_0 is predicted from BOS alone.  Hence a user with an
+EMPTY target history is represented by the BOS state, a learnt vector trained on first items
+(the popularity of how users start), not a hard-coded mean.  Long sequences are cut into
+consecutive windows of `max_len` (input, target) pairs from the end: every training transition
+is predicted exactly once.  Padding is on the right (positions 0..L−1 from the window start).
+Training windows are packed several to a row (`pack_windows`; attention and positions are per
+window), because most windows are far shorter than max_len.
+At scoring time a history shorter than the evaluator's width is complete, so it gets the BOS;
+a full-width one may be truncated, so it does not (as for a non-first training window).
+
+  model = train_sasrec(ds, split, target="Movies", cfg={"mode": "id"})
+  scores_BxN = model.score(batch)      # batch from data.inputs.eval_arrays
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xdkt_jax import losses
+from xdkt_jax.data import protocols
+from xdkt_jax.data.batching import Batcher
+from xdkt_jax.models import align
+from xdkt_jax.models.baselines import common
+from xdkt_jax.train import loop as loop_lib
+from xdkt_jax.train import mesh as mesh_lib
+from xdkt_jax.train import optim as optim_lib
+from xdkt_jax.train import state as state_lib
+from xdkt_jax.train import steps as steps_lib
+
+MODES = ("id", "text", "fused")
+
+# Incremented at trace time only: lets tests prove the train step compiles once per run.
+TRACE_COUNTS = {"loss": 0}
+
+# steps > 0 overrides epochs.  `batch` counts PACKED rows of max_len tokens (~2.5 sequences
+# each here).  Chosen on the synthetic warm VALID split (NDCG@10): batch 64 at lr 3e-3 for 12
+# epochs (~110 steps) 0.144; 20 epochs 0.136 (overfits); 8 epochs 0.123; batch 256 at lr 1e-3
+# for 20 epochs 0.103, under pop (too few updates on ~650 packed rows).  SASRec's own defaults
+# were lr 1e-3, batch 128 sequences, 200 epochs — far over a 60 s CPU budget.
+DEFAULTS = dict(
+    hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
+    epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
+    num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
+    text_dropout=0.1, pack=True, seed=None)
+
+_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def _part(init, axes):
+  return nn.with_logical_partitioning(init, axes)
+
+
+def _layer_norm(name):
+  return nn.LayerNorm(epsilon=1e-6, scale_init=_part(nn.initializers.ones, ("embed",)),
+                      bias_init=_part(nn.initializers.zeros, ("embed",)), name=name)
+
+
+class CausalSelfAttention(nn.Module):
+  """Multi-head self-attention via jax.nn.dot_product_attention (fused kernels where the
+  backend has them).  No dropout on the attention probabilities (that API has none); the
+  block drops the attention output instead."""
+  heads: int
+
+  @nn.compact
+  def __call__(self, x_BxLxD, mask_Bx1xLxL):
+    d = x_BxLxD.shape[-1]
+    k = d // self.heads
+    proj = lambda n: self.param(n, _part(_INIT, ("embed", "heads", "kv")), (d, self.heads, k))
+    q, kk, v = (jnp.einsum("bld,dhk->blhk", x_BxLxD, proj(n)) for n in ("query", "key", "value"))
+    out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xLxL)
+    wo = self.param("out", _part(_INIT, ("heads", "kv", "embed")), (self.heads, k, d))
+    return jnp.einsum("blhk,hkd->bld", out, wo)
+
+
+class Block(nn.Module):
+  heads: int
+  mlp: int
+  dropout: float
+  norm: str  # 'pre' | 'post'
+
+  @nn.compact
+  def __call__(self, x, mask, *, deterministic: bool):
+    d = x.shape[-1]
+    drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    attn = CausalSelfAttention(self.heads, name="attn")
+    ln1, ln2 = _layer_norm("attn_ln"), _layer_norm("mlp_ln")
+
+    def ffn(h):
+      h = nn.Dense(self.mlp, kernel_init=_part(_INIT, ("embed", "mlp")),
+                   bias_init=_part(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
+      h = drop(nn.relu(h))  # SASRec's ReLU; gelu's erf/tanh was 1/3 of a CPU step
+      return nn.Dense(d, kernel_init=_part(_INIT, ("mlp", "embed")),
+                      bias_init=_part(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
+
+    if self.norm == "pre":
+      x = x + drop(attn(ln1(x), mask))
+      return x + drop(ffn(ln2(x)))
+    x = ln1(x + drop(attn(x, mask)))
+    return ln2(x + drop(ffn(x)))
+
+
+class SASRec(nn.Module):
+  """Token ids [B, L] (0..N−1 items, N = BOS) + mask → hidden [B, L, D]; `item_repr` → [N, D]."""
+  n_items: int
+  hidden: int = 64
+  layers: int = 2
+  heads: int = 2
+  mlp: int = 128
+  max_len: int = 50
+  dropout: float = 0.2
+  norm: str = "pre"
+  mode: str = "id"
+  text_dim: int = 0
+  adaptor: str = "moe"        # 'moe' | 'whitening'
+  n_experts: int = 8
+  fusion: str = "gate"        # 'gate' | 'sum'
+  text_dropout: float = 0.1
+
+  def setup(self):
+    if self.mode not in MODES:
+      raise ValueError(f"sasrec: mode must be one of {MODES}, got {self.mode!r}")
+    if self.hidden % self.heads:
+      raise ValueError(f"sasrec: hidden {self.hidden} not divisible by heads {self.heads}")
+    if self.mode in ("id", "fused"):
+      self.item_table = self.param("item_embedding", _part(_INIT, ("items", "embed")),
+                                   (self.n_items, self.hidden))
+    if self.mode in ("text", "fused"):
+      if self.text_dim <= 0:
+        raise ValueError(f"sasrec mode {self.mode!r} needs item vectors (text_dim > 0)")
+      self.item_vectors = self.variable(
+          "consts", "item_vectors", lambda: nn.with_logical_partitioning(
+              jnp.zeros, ("items", None))((self.n_items, self.text_dim)))
+      if self.adaptor == "moe":
+        self.text_adaptor = align.MoEAdaptor(self.hidden, self.n_experts, self.text_dropout)
+      else:
+        self.text_adaptor = align.Whitening(self.hidden, self.text_dropout)
+    if self.mode == "fused" and self.fusion == "gate":
+      self.fuse = align.GatedFusion()
+    self.bos = self.param("bos", _part(_INIT, ("embed",)), (self.hidden,))
+    self.pos = self.param("pos_embedding", _part(_INIT, ("pos", "embed")),
+                          (self.max_len, self.hidden))
+    self.in_ln = _layer_norm("in_ln")
+    self.in_drop = nn.Dropout(self.dropout)
+    self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, name=f"block_{i}")
+                   for i in range(self.layers)]
+    if self.norm == "pre":
+      self.out_ln = _layer_norm("out_ln")
+
+  def item_repr(self, *, deterministic: bool = True):
+    """[N, D] item representations, the output embedding of L_f."""
+    if self.mode == "id":
+      return self.item_table
+    vec = self.item_vectors.value
+    vec = vec.value if isinstance(vec, nn.meta.AxisMetadata) else vec
+    text = self.text_adaptor(jax.lax.stop_gradient(vec), deterministic=deterministic)
+    if self.mode == "text":
+      return text
+    return self.fuse(self.item_table, text) if self.fusion == "gate" else self.item_table + text
+
+  def encode(self, tokens_BxL, mask_BxL, items_NxD, *, segments_BxL=None, positions_BxL=None,
+             deterministic: bool = True):
+    """Causal hidden states [B, L, D]; position t sees tokens ≤ t only.
+
+    With `segments_BxL` (packed rows: several sequences per row, ids 1, 2, …) a token also
+    sees only its own segment, and `positions_BxL` restart at 0 per segment, so a packed row
+    computes exactly what its sequences would compute unpacked.
+    """
+    length = tokens_BxL.shape[1]
+    if length > self.max_len:
+      raise ValueError(f"sasrec: sequence length {length} > max_len {self.max_len}")
+    table = jnp.concatenate([items_NxD, self.bos[None, :].astype(items_NxD.dtype)], axis=0)
+    pos = self.pos[None, :length] if positions_BxL is None else self.pos[positions_BxL]
+    x = table[tokens_BxL] + pos
+    x = self.in_drop(self.in_ln(x), deterministic=deterministic)
+    valid = mask_BxL.astype(bool)
+    mask = valid[:, None, None, :] & jnp.tril(jnp.ones((length, length), bool))[None, None]
+    if segments_BxL is not None:
+      mask = mask & (segments_BxL[:, None, :, None] == segments_BxL[:, None, None, :])
+    for blk in self.blocks:
+      x = blk(x, mask, deterministic=deterministic)
+    if self.norm == "pre":
+      x = self.out_ln(x)
+    return x
+
+  def __call__(self, tokens_BxL, mask_BxL, *, segments_BxL=None, positions_BxL=None,
+               deterministic: bool = True):
+    """(hidden_BxLxD, items_NxD)."""
+    items = self.item_repr(deterministic=deterministic)
+    h = self.encode(tokens_BxL, mask_BxL, items, segments_BxL=segments_BxL,
+                    positions_BxL=positions_BxL, deterministic=deterministic)
+    return h, items
+
+
+# ---------------------------------------------------------------------------------------------
+# Training examples.
+
+def training_windows(offsets: np.ndarray, items: np.ndarray, *, n_items: int, max_len: int):
+  """Per user CSR sequence s → windows of (input, target) pairs over [BOS, s]: inputs
+  [BOS, s_0..s_{n−2}], targets s_0..s_{n−1}, cut from the END into windows of max_len pairs.
+
+  Returns dict of [W, max_len] arrays: inputs, targets (int32), mask (int8, 1 at real pairs).
+  Right-padded; padded slots have input 0 and mask 0.
+  """
+  ins, tgts, lens = [], [], []
+  for u in np.nonzero(np.diff(offsets))[0]:
+    s = items[offsets[u]:offsets[u + 1]]
+    inp = np.concatenate([[n_items], s[:-1]]).astype(np.int32)
+    end = len(s)
+    while end > 0:
+      lo = max(0, end - max_len)
+      ins.append(inp[lo:end]); tgts.append(s[lo:end]); lens.append(end - lo)
+      end = lo
+  w = len(lens)
+  out = {"inputs": np.zeros((w, max_len), np.int32), "targets": np.zeros((w, max_len), np.int32),
+         "mask": np.zeros((w, max_len), np.int8)}
+  for r, (i, t, n) in enumerate(zip(ins, tgts, lens)):
+    out["inputs"][r, :n], out["targets"][r, :n], out["mask"][r, :n] = i, t, 1
+  return out
+
+
+def pack_windows(windows: dict, *, max_len: int) -> dict:
+  """Packs windows into rows of max_len tokens (best-fit decreasing).
+
+  Why: on the synthetic world the median window is ~15 of 50 slots, so unpacked batches spend
+  most of their FLOPs on padding.  Adds `segments` (1, 2, … per window in a row; 0 = pad) and
+  `positions` (restarting at 0 per window); `encode` keeps windows from seeing each other.
+  """
+  lens = windows["mask"].astype(np.int64).sum(1)
+  order = np.argsort(-lens, kind="stable")
+  rows: list[list[int]] = []
+  by_free: list[list[int]] = [[] for _ in range(max_len + 1)]  # free slots → open rows
+  for w in order:
+    n = int(lens[w])
+    fit = next((f for f in range(n, max_len + 1) if by_free[f]), None)  # best fit
+    if fit is None:
+      rows.append([w])
+      by_free[max_len - n].append(len(rows) - 1)
+    else:
+      r = by_free[fit].pop()
+      rows[r].append(w)
+      by_free[fit - n].append(r)
+  out = {k: np.zeros((len(rows), max_len), np.int32) for k in
+         ("inputs", "targets", "segments", "positions")}
+  out["mask"] = np.zeros((len(rows), max_len), np.int8)
+  for r, ws in enumerate(rows):
+    at = 0
+    for seg, w in enumerate(ws, start=1):
+      n = int(lens[w])
+      sl = slice(at, at + n)
+      out["inputs"][r, sl] = windows["inputs"][w, :n]
+      out["targets"][r, sl] = windows["targets"][w, :n]
+      out["mask"][r, sl] = 1
+      out["segments"][r, sl] = seg
+      out["positions"][r, sl] = np.arange(n)
+      at += n
+  return out
+
+
+def score_inputs(hist_BxH: np.ndarray, hist_mask_BxH: np.ndarray, *, n_items: int,
+                 max_len: int):
+  """Eval histories (right-padded, most recent last) → model tokens [B, max_len] + mask.
+
+  A history shorter than its array width H is complete, so it starts with BOS; a full-width
+  one may have been truncated, so it does not.  Keeps the most recent max_len tokens.
+  """
+  hist, m = np.asarray(hist_BxH), np.asarray(hist_mask_BxH).astype(bool)
+  b, h = hist.shape
+  lens = m.sum(1)
+  tokens = np.zeros((b, max_len), np.int32)
+  mask = np.zeros((b, max_len), np.int8)
+  for r in range(b):
+    seq = hist[r][m[r]]
+    if lens[r] < h:
+      seq = np.concatenate([[n_items], seq])
+    seq = seq[-max_len:]
+    tokens[r, :len(seq)], mask[r, :len(seq)] = seq, 1
+  return tokens, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# The recommender object.
+
+def _variables(params, extra):
+  return {"params": params, **(extra or {})}
+
+
+@dataclasses.dataclass
+class SASRecModel:
+  """A trained SASRec: `score(batch) -> scores_BxN` (the baselines' interface)."""
+  module: SASRec
+  params: Any
+  extra: Any                     # {'consts': {'item_vectors': ...}} or None
+  n_items: int
+  losses: np.ndarray             # per-step training loss
+  info: dict
+
+  def __post_init__(self):
+    module = self.module
+
+    @jax.jit
+    def user_and_items(params, extra, tokens, mask):
+      h, items = module.apply(_variables(params, extra), tokens, mask)
+      last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
+      return jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0], items
+
+    @jax.jit
+    def scores(params, extra, tokens, mask):   # one dispatch: the B×N matmul stays on device
+      u, items = user_and_items(params, extra, tokens, mask)
+      return u @ items.T
+
+    self._user_and_items, self._scores = user_and_items, scores
+
+  def user_repr(self, batch):
+    """[B, D] hidden state at the last real token (the BOS state for an empty history)."""
+    tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
+                                max_len=self.module.max_len)
+    return self._user_and_items(self.params, self.extra, tokens, mask)[0]
+
+  def item_repr(self):
+    tokens = np.full((1, 1), self.n_items, np.int32)
+    return self._user_and_items(self.params, self.extra, tokens, np.ones((1, 1), np.int8))[1]
+
+  def score(self, batch) -> np.ndarray:
+    tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
+                                max_len=self.module.max_len)
+    return np.asarray(self._scores(self.params, self.extra, tokens, mask), np.float32)
+
+
+def make_loss_fn(module: SASRec, *, kind: str, num_negatives: int, has_extra: bool):
+  """loss_fn for steps.make_train_step: L_f at every position of every window."""
+  def loss(params, batch, rng, extra=None):
+    TRACE_COUNTS["loss"] += 1
+    k_drop, k_neg = jax.random.split(rng)
+    h, items = module.apply(_variables(params, extra), batch["inputs"], batch["mask"],
+                            segments_BxL=batch.get("segments"),
+                            positions_BxL=batch.get("positions"),
+                            deterministic=False, rngs={"dropout": k_drop})
+    w = batch["mask"].astype(jnp.float32) * batch["example_mask"][:, None].astype(jnp.float32)
+    value, metrics = losses.transfer_loss(
+        user_repr_BxD=h, item_emb_NxD=items, target_B=batch["targets"], weights_B=w,
+        kind=kind, rng=k_neg, num_negatives=num_negatives)
+    metrics = {k: v for k, v in metrics.items() if k in ("accuracy",)}
+    return (value, (metrics, extra)) if has_extra else (value, metrics)
+
+  if has_extra:
+    return loss
+  return lambda params, batch, rng: loss(params, batch, rng)
+
+
+def _item_vectors(item_vectors, target: str, n_items: int):
+  if item_vectors is None:
+    return None
+  if isinstance(item_vectors, dict):
+    item_vectors = item_vectors[target]
+  v = np.asarray(item_vectors, np.float32)
+  if v.ndim != 2 or v.shape[0] != n_items:
+    raise ValueError(f"sasrec: item_vectors must be [{n_items}, T], got {v.shape}")
+  return v
+
+
+def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: int = 0,
+                 mesh=None, log_fn=None) -> SASRecModel:
+  """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
+  protocols.train_sequences) with the shared engine; returns a SASRecModel.
+
+  cfg: None / dict / ConfigDict over DEFAULTS (an unknown key raises).  `cfg['seed']`, when
+  set, overrides `seed`.  `item_vectors`: [N, T] array or {domain: array}; required for the
+  'text' and 'fused' modes.  Runs on `mesh` (default: all devices, data-parallel).
+  """
+  o = common.options(cfg, DEFAULTS, "sasrec")
+  seed = int(seed if o.seed is None else o.seed)
+  n_items = ds.domains[target].n_items
+  vectors = _item_vectors(item_vectors, target, n_items)
+  if o.mode in ("text", "fused") and vectors is None:
+    raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
+  if o.mode == "id":
+    vectors = None
+  offsets, items = protocols.train_sequences(ds, split, target)
+  windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
+  n_win = len(windows["inputs"])
+  data = pack_windows(windows, max_len=int(o.max_len)) if o.pack else windows
+  if n_win == 0:
+    raise ValueError(f"sasrec: no training rows in target domain {target!r}")
+  bsz = int(o.batch)
+  n_rows = len(data["inputs"])
+  if n_rows < bsz:   # tiny data: one batch holding every row, no remainder dropped
+    bsz = n_rows
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  n_batch_shards = math.prod(mesh.shape[a] for a in mesh_lib.BATCH_AXES)
+  bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
+  batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
+  total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
+
+  module = SASRec(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
+                  heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
+                  dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
+                  text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
+                  n_experts=int(o.n_experts), fusion=str(o.fusion),
+                  text_dropout=float(o.text_dropout))
+  dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
+  init_fn = lambda rng: module.init(rng, *dummy)
+  opt_cfg = dict(lr=float(o.lr), schedule="constant", weight_decay=float(o.weight_decay),
+                 clip_norm=float(o.clip_norm))
+  key = jax.random.PRNGKey(seed)
+  k_init, k_train = jax.random.split(key)
+  abstract_params = state_lib.unbox(jax.eval_shape(init_fn, k_init))["params"]
+  tx = optim_lib.make_optimizer(opt_cfg, abstract_params)
+  rules = mesh_lib.DEFAULT_RULES
+  state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
+  if vectors is not None:
+    state = state.replace(extra=jax.device_put({"consts": {"item_vectors": vectors}},
+                                               sharding.extra))
+  loss_fn = make_loss_fn(module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+                         has_extra=state.extra is not None)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
+                                   batch_sharding=batch_sharding, rules=rules)
+  loss_log = []
+
+  class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
+    def write_scalars(self, at, scalars):
+      loss_log.append(scalars["train/loss"])
+
+    def flush(self):
+      pass
+
+  t0 = time.time()
+  result = loop_lib.train_loop(
+      state=state, train_step=step, data=loop_lib.StepIndexedData(batcher.batch_at),
+      rng=k_train, total_steps=total, batch_sharding=batch_sharding, writer=_Writer(),
+      log_every=1, progress=False, handle_sigterm=False)
+  seconds = time.time() - t0
+  info = {"steps": total, "windows": n_win, "rows": n_rows, "batch": bsz,
+          "train_seconds": seconds,
+          "final_loss": float(result.metrics.get("loss", float("nan"))),
+          "mode": o.mode, "loss": o.loss}
+  (log_fn or logging.info)(f"sasrec[{o.mode}]: {total} steps over {n_win} windows in "
+                           f"{seconds:.1f} s, final loss {info['final_loss']:.3f}")
+  params = jax.device_get(result.state.params)
+  extra = None if result.state.extra is None else jax.device_get(result.state.extra)
+  return SASRecModel(module, params, extra, n_items, np.asarray(loss_log, np.float32), info)
+
+
+def fit(ds, split, *, target: str, cfg=None, item_vectors=None) -> SASRecModel:
+  """The baselines' `fit(ds, split, *, target, cfg)` signature."""
+  return train_sasrec(ds, split, target=target, cfg=cfg, item_vectors=item_vectors)
