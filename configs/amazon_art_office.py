@@ -4,6 +4,11 @@ Reads ../shared/data/amazon_art_office (or $XDKT_SHARED_DATA/amazon_art_office).
   xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office
   xdkt run --config=configs/amazon_art_office.py --config.protocol=cold_start --config.protocol_k=1
 Timestamps there are positions in a mixed sequence: cross-domain order is NOT real.
+
+MiniLM domain adaptation on Art + Office text (benchmarks/RESULTS.md):
+  xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office_adapt \
+      --config.stages=data,adapt --config.adapt.head_warmup_steps=400 \
+      --config.adapt.steps=300 --config.adapt.lr=5e-5 --config.adapt.heldout_frac=0.02
 """
 
 from configs import common
