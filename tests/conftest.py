@@ -54,3 +54,15 @@ def make_dataset(spec: dict, *, texts: dict | None = None, real_timestamps=False
   if user_split:
     ds.user_split = np.array([user_split.get(u, "") for u in ds.user_ids], dtype=object)
   return ds
+
+
+def write_file(path: Path, text: str, *, gz: bool = False) -> Path:
+  """Writes a fixture file (gzip-compressed with gz=True), creating its folder."""
+  import gzip  # pylint: disable=import-outside-toplevel
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if gz:
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+      f.write(text)
+  else:
+    path.write_text(text, encoding="utf-8")
+  return path

@@ -12,19 +12,13 @@ import pytest
 from xdkt_jax.data.readers import read
 from xdkt_jax.data.schema import DataError
 from xdkt_jax.data.textio import open_text
+from conftest import write_file
 
 INTER = "user_id:token\titem_id:token\ttimestamp:float\n"
 ITEM = "item_id:token\ttitle:token_seq\n"
 
 
-def _write(path, text, *, gz=False):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  if gz:
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-      f.write(text)
-  else:
-    path.write_text(text, encoding="utf-8")
-  return path
+_write = write_file
 
 
 def _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu2\ti2\t2\n",

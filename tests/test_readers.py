@@ -10,16 +10,10 @@ import pytest
 from xdkt_jax.data.readers import read, read_amazon, read_recbole, read_unisrec
 from xdkt_jax.data.schema import DataError
 from xdkt_jax.data.textio import open_text
+from conftest import write_file
 
 
-def _write(path, text, *, gz=False):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  if gz:
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-      f.write(text)
-  else:
-    path.write_text(text, encoding="utf-8")
-  return path
+_write = write_file
 
 
 @pytest.fixture
