@@ -26,3 +26,8 @@ def get_config():
   c.protocol = "warm"
   c.lock()
   return c
+
+
+def get_sweep():
+  """Cold-start Art → Office at k = 0, 1, 3 (launch/sweep.py expands it)."""
+  return {"protocol": ["cold_start"], "protocol_k": [0, 1, 3]}
