@@ -47,9 +47,9 @@ def data_stage(config, workdir: Path, log=print):
   out = _stage_dir(workdir, "data")
   st = data_stats.dataset_stats(ds, tok)
   _write_json(out / "stats.json", st)
-  _write_json(out / "split.json", protocols.summary(split))
-  log(data_stats.format_table(st))
   s = protocols.summary(split)
+  _write_json(out / "split.json", s)
+  log(data_stats.format_table(st))
   log(f"split: protocol={s['protocol']} k={s['k']} targets={s['targets']} "
       f"sources={s['sources']} eval={s['eval']} info={s['info']} "
       f"fingerprint={s['fingerprint']}")

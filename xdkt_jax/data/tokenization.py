@@ -8,6 +8,7 @@ key changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -48,8 +49,12 @@ def resolve_tokenizer_dir(spec: str) -> Path:
   return path
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(spec: str):
-  """A transformers fast tokenizer from a local folder (never from a hub)."""
+  """A transformers fast tokenizer from a local folder (never from a hub).
+
+  Cached: a run asks for it in several stages (tokenisation, special ids, the encoder's
+  vocabulary check) and each load parses the whole vocabulary again."""
   # transformers prints an advisory that PyTorch is absent; we only use its tokenizers.
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
   from transformers import AutoTokenizer  # pylint: disable=import-outside-toplevel
