@@ -5,6 +5,11 @@ Reads ../shared/data/amazon_art_office (or $XDKT_SHARED_DATA/amazon_art_office).
   xdkt run --config=configs/amazon_art_office.py --config.protocol=cold_start --config.protocol_k=1
 Timestamps there are positions in a mixed sequence: cross-domain order is NOT real.
 
+The whole method, warm, reusing that adapted encoder (benchmarks/RESULTS.md has the times):
+  xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office_warm \
+      --config.encoder.init_from=runs/art_office_adapt/adapt/hf --config.adapt.steps=0 \
+      --config.recommend.methods=xdkt,target_only,sasrec,emcdr,cmf,text_knn,pop,itemknn,bpr_mf
+
 MiniLM domain adaptation on Art + Office text (benchmarks/RESULTS.md):
   xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office_adapt \
       --config.stages=data,adapt --config.adapt.head_warmup_steps=400 \
@@ -24,6 +29,11 @@ def get_config():
   c.data.kcore = 0                 # keep the dataset's own user split intact
   c.data.max_text_len = 64
   c.protocol = "warm"
+  # Real category paths are long and shared words are many: an entity must name >= 5 items
+  # in each domain to count as bridging knowledge.
+  c.knowledge.min_domain_df = 5
+  # Office users are short (median 7 items): SASRec overfits past ~10 epochs here.
+  c.recommend.sequential.epochs = 10
   c.lock()
   return c
 

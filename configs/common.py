@@ -66,6 +66,48 @@ def lm_stage_config(steps: int, lr: float) -> mlc.ConfigDict:
       schedule="cosine", weight_decay=0.01, grad_accum=1, heldout_frac=0.05))
 
 
+ALL_METHODS = ("xdkt,target_only,pop,itemknn,userknn,bpr_mf,sasrec,text_knn,hybrid,emcdr,cmf,"
+               "unisrec_style")
+
+
+def knowledge_config() -> mlc.ConfigDict:
+  """L_k: the knowledge head over the adapted encoder, and how item/user knowledge is formed."""
+  return mlc.ConfigDict(dict(
+      steps=100, batch_size=32, lr=1e-3, entity_dim=64, finetune_encoder=False,
+      heldout_frac=0.1,
+      entity_mode="predicted",     # predicted (tagger's expected entity embedding) | none
+      entity_fields="categories,brand",
+      min_df=2, min_domain_df=1, max_size=2000, max_df_frac=0.5, cross_domain_only=False,
+      user_mode="mean",            # mean | recency: aggregation of source item knowledge
+      user_max_len=50,
+  ))
+
+
+def sequential_config() -> mlc.ConfigDict:
+  """The SASRec-style recommender shared by xdkt, target_only, sasrec and unisrec_style (one
+  setting, so the comparison isolates what each adds).  Keys: models/sasrec.py DEFAULTS."""
+  return mlc.ConfigDict(dict(hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2,
+                             lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
+                             num_negatives=100, adaptor="moe", n_experts=8, fusion="gate"))
+
+
+def recommend_config() -> mlc.ConfigDict:
+  return mlc.ConfigDict(dict(
+      methods=ALL_METHODS,         # comma-separated, any of the keys of results.json
+      seeds=3,                     # every trained method runs once per seed 0..seeds-1
+      eval_part="test",            # valid | test
+      eval_batch_size=256,
+      ks="5,10,20,50",
+      sequential=sequential_config(),
+      # The full method's own terms (models/xdkt.py).
+      # align: none | infonce | mmd | mmd_linear | coral | adversarial (weight λ);
+      # source_weight μ: the source side alone must predict target items (models/xdkt.py).
+      xdkt=mlc.ConfigDict(dict(align="none", align_weight=0.1, align_temperature=0.1,
+                               align_items=256, adversarial_lambda=1.0, user_agg="mean",
+                               source_len=50, source_repr="fused", source_weight=1.0)),
+  ))
+
+
 def base_config() -> mlc.ConfigDict:
   c = mlc.ConfigDict()
   c.seed = 0
@@ -87,5 +129,7 @@ def base_config() -> mlc.ConfigDict:
   c.log_every = 10
   c.progress = True
   c.multihost = False                       # True: jax.distributed.initialize() (pods, SLURM)
-  c.stages = "data,pretrain,adapt"          # what `xdkt run` executes, in order
+  c.knowledge = knowledge_config()          # L_k
+  c.recommend = recommend_config()          # L_f, the baselines and the control
+  c.stages = "data,pretrain,adapt,extract,recommend,evaluate,report"  # what `xdkt run` runs
   return c

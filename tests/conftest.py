@@ -66,3 +66,15 @@ def write_file(path: Path, text: str, *, gz: bool = False) -> Path:
   else:
     path.write_text(text, encoding="utf-8")
   return path
+
+
+def small_world_config():
+  """The default config on the 2,000-user world the model/baseline tests were written for
+  (the default itself grew to 3,000 users for a larger cold-start test set)."""
+  from configs import default  # pylint: disable=import-outside-toplevel
+  c = default.get_config()
+  with c.unlocked():
+    c.data.synthetic.n_users = 2000
+    c.data.synthetic.interactions = 100_000
+    c.protocol_cold_frac = 0.2
+  return c

@@ -282,3 +282,21 @@ def test_domain_adversarial_loss_trains_classifier_and_reverses_features():
   assert 0.0 <= float(m["domain_accuracy"]) <= 1.0
   with pytest.raises(ValueError, match="exactly one"):
     losses.domain_adversarial_loss(domain_N=dom, features_NxD=feats)
+
+
+def test_info_nce_gradient_finite_with_masked_zero_row():
+  """A user without source history has an all-zero representation and weight 0: the loss and
+  its gradient must stay finite (the gradient of |x| at 0 is 0/0)."""
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(4, 3)).astype(np.float32)
+  a[2] = 0.0
+  b = rng.normal(size=(4, 3)).astype(np.float32)
+  w = np.array([1, 1, 0, 1], np.float32)
+  f = lambda x: losses.info_nce(a_BxD=x, b_BxD=b, weights_B=w)
+  val, g = vg(f)(a)
+  assert np.isfinite(float(val)) and np.isfinite(np.asarray(g)).all()
+  np.testing.assert_allclose(np.asarray(g)[2], 0.0, atol=1e-7)
+  # Dropping the masked row gives the same loss as masking it.
+  keep = np.array([0, 1, 3])
+  ref = losses.info_nce(a_BxD=a[keep], b_BxD=b[keep])
+  np.testing.assert_allclose(float(val), float(ref), rtol=1e-5)

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from conftest import small_world_config
 from xdkt_jax.data import inputs, load, protocols
 from xdkt_jax.data.schema import Interactions
 from xdkt_jax.models import baselines
@@ -39,7 +39,7 @@ def metrics_at(ranks, k=10) -> dict:
 
 
 def _split(ds, protocol, k):
-  c = ml_collections.ConfigDict(default.get_config().to_dict())
+  c = ml_collections.ConfigDict(small_world_config().to_dict())
   c.protocol, c.protocol_k = protocol, k
   return protocols.make_split(ds, c)
 
@@ -51,7 +51,7 @@ def _batch(ds, split, parts=("test",)):
 
 @pytest.fixture(scope="module")
 def world():
-  ds, _ = load.load(default.get_config().data, tokenize=False)
+  ds, _ = load.load(small_world_config().data, tokenize=False)
   return ds
 
 

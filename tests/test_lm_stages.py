@@ -35,6 +35,7 @@ def small_config(tmp_path, **over):
     c.adapt.freeze_layers = 1
     c.adapt.head_warmup_steps = 0    # the default config fits MiniLM's missing head; not here
     c.progress = False
+    c.stages = "data,pretrain,adapt"   # the later stages: tests/test_run_e2e.py
     for k, v in over.items():
       obj = c
       *path, last = k.split(".")

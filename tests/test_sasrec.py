@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from conftest import small_world_config
 from xdkt_jax import evaluate as E
 from xdkt_jax.data import inputs, load, protocols
 from xdkt_jax.data.batching import Batcher
@@ -35,7 +35,7 @@ def _init(module, length=10, **kw):
 
 @pytest.fixture(scope="module")
 def world():
-  cfg = default.get_config()
+  cfg = small_world_config()
   ds, _ = load.load(cfg.data, tokenize=False)
   splits = {}
   for proto in ("warm", "cold_start"):

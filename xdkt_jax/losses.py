@@ -246,8 +246,10 @@ def info_nce(*, a_BxD: jax.Array, b_BxD: jax.Array, temperature: float = 0.1,
   """
   a, b = a_BxD.astype(jnp.float32), b_BxD.astype(jnp.float32)
   if normalize:
-    a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-    b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    # rsqrt of a clamped square norm: finite value AND gradient at a zero row (a masked user
+    # with no source history), where the gradient of |x| would be 0/0.
+    a = a * jax.lax.rsqrt(jnp.maximum(jnp.sum(a * a, -1, keepdims=True), 1e-24))
+    b = b * jax.lax.rsqrt(jnp.maximum(jnp.sum(b * b, -1, keepdims=True), 1e-24))
   w = jnp.ones(a.shape[0], jnp.float32) if weights_B is None else weights_B.astype(jnp.float32)
   logits = (a @ b.T) / temperature
   valid = w > 0

@@ -1,8 +1,19 @@
 """The method's stages, each reading/writing artifacts in the workdir so a rerun resumes.
 
-Stages (config.stages, comma-separated, in this order): data → pretrain → adapt → ...
+Stages (config.stages, comma-separated, always run in this order):
+
+  data       load, preprocess, tokenise, split              data/stats.json, split.json
+  pretrain   L_p on item text (0 steps: init_from is W_p)    pretrain/hf (safetensors)
+  adapt      L_t on source + target text                     adapt/hf, metrics.json
+  extract    L_k knowledge head; item + user knowledge       extract/knowledge.npz
+  recommend  every method × seed: fit (xdkt: L_f + alignment and fusion) and full-ranking
+             evaluation on the split's test part           recommend/<method>/seed_<s>/
+  evaluate   statistics over seeds: CIs, paired tests, transfer gain   evaluate/stats.json
+  report     results.json, report.md, PNG plots in the workdir
+
 Each finished stage leaves `<workdir>/<stage>/DONE` holding the fingerprint of its inputs; a
-rerun with the same inputs reuses the artifacts, a changed input redoes the stage.
+rerun with the same inputs reuses the artifacts, a changed input redoes the stage (recommend:
+per method and seed).
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from xdkt_jax.data import load as data_load
 from xdkt_jax.data import protocols
 from xdkt_jax.data import stats as data_stats
 
-STAGE_ORDER = ("data", "pretrain", "adapt")
+STAGE_ORDER = ("data", "pretrain", "adapt", "extract", "recommend", "evaluate", "report")
 
 
 def stats(config) -> dict:
@@ -131,6 +142,16 @@ def initial_encoder(config):
   return enc_cfg, params, _fingerprint("init", config.encoder.to_json(), config.seed)
 
 
+def enable_compilation_cache(config) -> None:
+  """JAX's persistent compilation cache under data.cache_dir: the seeds of one method, and a
+  rerun, compile identical programs; on this 2-core CPU a recommender compile is ~4 s."""
+  import jax  # pylint: disable=import-outside-toplevel
+  folder = Path(str(config.data.cache_dir)).expanduser() / "jax_compilation_cache"
+  folder.mkdir(parents=True, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run(config, workdir: str, log=print) -> dict:
   """Runs the configured stages in order; returns {stage: seconds}."""
   wd = Path(workdir).expanduser()
@@ -139,11 +160,15 @@ def run(config, workdir: str, log=print) -> dict:
   unknown = [s for s in stages if s not in STAGE_ORDER]
   if unknown:
     raise ValueError(f"config.stages: unknown stage(s) {unknown}; known: {STAGE_ORDER}")
+  if "recommend" in stages:
+    from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
+    recommend.parse_methods(config.recommend.methods)   # a typo fails now, not in an hour
+  enable_compilation_cache(config)
   timings = {}
   t = time.time()
   ds, tok, split = data_stage(config, wd, log)
   timings["data"] = time.time() - t
-  upstream = None
+  upstream = wp = None
   for name in ("pretrain", "adapt"):
     if name not in stages:
       continue
@@ -154,11 +179,219 @@ def run(config, workdir: str, log=print) -> dict:
       upstream = initial_encoder(config)
     if int(config[name].steps) == 0 and upstream[1] is not None:
       log(f"{name}: 0 steps configured; keeping the weights it would start from")
-      continue
-    upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
-    timings[name] = time.time() - t
-  _write_json(wd / "timings.json", timings)
+    else:
+      upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
+      timings[name] = time.time() - t
+    if name == "pretrain":
+      wp = upstream
+  knowledge = None
+  if "extract" in stages:
+    if tok is None:
+      raise ValueError("stage 'extract' needs tokenised text: set config.data.tokenize=True")
+    t = time.time()
+    upstream = upstream or initial_encoder(config)
+    wp = pretrained_encoder(config, wd, wp)
+    knowledge = extract_stage(config, wd, ds, tok, split, upstream, wp, log)
+    timings["extract"] = time.time() - t
+  runs = None
+  if "recommend" in stages:
+    if knowledge is None:
+      knowledge = load_knowledge(wd)
+    t = time.time()
+    runs = recommend_stage(config, wd, ds, split, knowledge, log)
+    timings["recommend"] = time.time() - t
+  stats_ = None
+  if "evaluate" in stages:
+    t = time.time()
+    stats_ = evaluate_stage(config, wd, runs, log)
+    timings["evaluate"] = time.time() - t
+  prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
+  _write_json(wd / "timings.json", {**prev, **timings})
+  if "report" in stages:
+    t = time.time()
+    timings["report"] = 0.0
+    report_stage(config, wd, ds, tok, split, stats_, {**prev, **timings}, log)
+    timings["report"] = time.time() - t
+    _write_json(wd / "timings.json", {**prev, **timings})
   return timings
+
+
+# ---------------------------------------------------------------------------------------------
+# extract (L_k) → recommend → evaluate → report
+
+def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> dict:
+  """L_k: entity vocabulary + token labels from the data, the knowledge head trained over the
+  adapted encoder, then item knowledge [encoder pooling ; entity vector] per domain, user
+  knowledge (aggregated source item knowledge), and W_p vectors for unisrec_style."""
+  from xdkt_jax import knowledge as K  # pylint: disable=import-outside-toplevel
+  kc = config.knowledge
+  stage_dir = _stage_dir(wd, "extract")
+  fp = _fingerprint("extract", upstream[2], wp[2], tok.fingerprint, kc.to_json(),
+                    config.encoder.pooling, config.seed, split.fingerprint())
+  if _done(stage_dir, fp):
+    log(f"extract: reusing finished stage ({stage_dir})")
+    return load_knowledge(wd)
+  _claim(stage_dir, fp)
+  enc_cfg, params = upstream[0], upstream[1]
+  fields = data_load.split_list(kc.entity_fields)
+  vocab = K.build_entity_vocab(ds, min_df=int(kc.min_df), max_size=int(kc.max_size),
+                               cross_domain_only=bool(kc.cross_domain_only), fields=fields,
+                               max_df_frac=float(kc.max_df_frac),
+                               min_domain_df=int(kc.min_domain_df))
+  metrics = {"entities": len(vocab) - 1, "shared_entities": len(vocab.shared())}
+  mode = str(kc.entity_mode)
+  kparams = params
+  if mode != "none" and len(vocab) <= 1:
+    log("extract: no entity qualifies (see knowledge.* settings); entity_mode → none")
+    mode = "none"
+  if mode == "predicted":
+    text_fields = data_load.split_list(config.data.text_fields) or None
+    labels = K.token_labels(ds, tok_spec(config), vocab, int(config.data.max_text_len),
+                            text_fields)
+    metrics["labels"] = K.label_stats(vocab, labels)
+    tcfg = K.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
+                                              progress=bool(config.progress),
+                                              log_every=int(config.log_every))
+    kparams, metrics["lk"] = K.train_knowledge(
+        enc_cfg, params, labels, len(vocab), tcfg, mesh_cfg=config.mesh, rules=config.rules,
+        ckpt_dir=stage_dir / "ckpt", ckpt_cfg=config.ckpt, log_fn=log)
+  elif mode != "none":
+    raise ValueError(f"knowledge.entity_mode must be 'predicted' or 'none', got {mode!r}")
+  cache = Path(str(config.data.cache_dir)).expanduser()
+  ik = K.extract_item_knowledge(enc_cfg, kparams, tok.ids, tok.mask,
+                                pooling=str(config.encoder.pooling), entity_mode=mode,
+                                cache_dir=cache, weights_fingerprint=f"{fp}|{mode}")
+  pre = K.extract_item_knowledge(wp[0], wp[1], tok.ids, tok.mask,
+                                 pooling=str(config.encoder.pooling), entity_mode="none",
+                                 cache_dir=cache, weights_fingerprint=wp[2])
+  uk, has = K.user_knowledge(ik.vectors, ds, split, mode=str(kc.user_mode),
+                             max_len=int(kc.user_max_len))
+  arrays = {"user_knowledge": uk, "user_has": has}
+  for d in ds.domain_names:
+    arrays[f"item/{d}"] = ik.vectors[d]
+    arrays[f"pretrained/{d}"] = pre.vectors[d]
+  np.savez(stage_dir / "knowledge.npz", **arrays)
+  metrics.update(dim=int(next(iter(ik.vectors.values())).shape[1]), entity_mode=mode,
+                 users_with_source=int(has.sum()), vocab_fingerprint=vocab.fingerprint())
+  _write_json(stage_dir / "metrics.json", metrics)
+  (stage_dir / "vocab.json").write_text(vocab.to_json())
+  log(f"extract: {metrics['entities']} entities ({metrics['shared_entities']} shared by "
+      f"domains), knowledge dim {metrics['dim']} ({mode}), {int(has.sum())} users with "
+      "source knowledge")
+  (stage_dir / "DONE").write_text(fp)
+  return load_knowledge(wd)
+
+
+def pretrained_encoder(config, wd: Path, wp):
+  """W_p, read back from disk: the arrays that entered adapt were donated to its train step.
+  The pretrain stage's output when it trained, else the init_from weights."""
+  from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+  if wp is not None and (wd / "pretrain" / "DONE").exists() and int(config.pretrain.steps) > 0:
+    enc_cfg, params = lm.stage_encoder(wd, "pretrain")
+    return enc_cfg, params, wp[2]
+  return initial_encoder(config)
+
+
+def tok_spec(config) -> str:
+  return str(config.data.tokenizer)
+
+
+def load_knowledge(wd: Path) -> dict:
+  path = wd / "extract" / "knowledge.npz"
+  if not (wd / "extract" / "DONE").exists() or not path.exists():
+    raise ValueError(f"{wd}: no finished extract stage; add 'extract' to config.stages")
+  z = np.load(path)
+  out = {"item": {}, "pretrained": {}, "fingerprint": (wd / "extract" / "DONE").read_text()}
+  for k in z.files:
+    if "/" in k:
+      kind, d = k.split("/", 1)
+      out[kind][d] = z[k]
+    else:
+      out[k] = z[k]
+  return out
+
+
+def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> dict:
+  from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
+  if len(split.targets) != 1:
+    raise ValueError(f"stage 'recommend' ranks one target domain; the split has "
+                     f"{split.targets} (set data.target_domain)")
+  target = split.targets[0]
+  ctx = recommend.Context(ds=ds, split=split, target=target, config=config,
+                          item_knowledge=knowledge["item"],
+                          user_knowledge=knowledge["user_knowledge"],
+                          user_has=knowledge["user_has"], pretrained=knowledge["pretrained"],
+                          log=log)
+  fp = _fingerprint("recommend", knowledge["fingerprint"], split.fingerprint(),
+                    config.recommend.sequential.to_json(), config.recommend.eval_part,
+                    config.recommend.ks)
+  runs = recommend.run_all(ctx, _stage_dir(wd, "recommend"), fp=fp)
+  _write_json(wd / "recommend" / "runs.json", runs)
+  return runs
+
+
+def evaluate_stage(config, wd: Path, runs, log=print) -> dict:
+  from xdkt_jax import recommend, report  # pylint: disable=import-outside-toplevel
+  if runs is None:
+    path = wd / "recommend" / "runs.json"
+    if not path.exists():
+      raise ValueError(f"{wd}: no finished recommend stage; add 'recommend' to config.stages")
+    runs = json.loads(path.read_text())
+  names = recommend.parse_methods(config.recommend.methods)
+  runs = {n: runs[n] for n in names if n in runs}
+  stats_ = report.aggregate(runs, wd / "recommend")
+  _write_json(_stage_dir(wd, "evaluate") / "stats.json", stats_)
+  for w in stats_["warnings"]:
+    log(w)
+  g = stats_["transfer_gain"].get("ndcg@10")
+  if g:
+    log(f"transfer gain ndcg@10 (xdkt − target_only): {g['mean']:+.4f} "
+        f"[{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}], p = {g['p_value']:.2g}")
+  return stats_
+
+
+def _lm_curves(wd: Path) -> dict:
+  from xdkt_jax.train.writers import read_jsonl  # pylint: disable=import-outside-toplevel
+  curves = {}
+  for stage, sub in (("pretrain", "logs"), ("adapt", "head_warmup/logs"), ("adapt", "logs"),
+                     ("extract", "logs")):
+    path = wd / stage / sub / "metrics.jsonl"
+    if path.exists():
+      ys = [r["train/loss"] for r in read_jsonl(path) if "train/loss" in r]
+      label = {"pretrain": "LM L_p", "adapt": "LM L_t", "extract": "LM L_k"}[stage]
+      curves[label + (" (head warm-up)" if "head" in sub else "")] = ys
+  return curves
+
+
+def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print) -> None:
+  from xdkt_jax import report  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
+  if stats_ is None:
+    path = wd / "evaluate" / "stats.json"
+    if not path.exists():
+      raise ValueError(f"{wd}: no finished evaluate stage; add 'evaluate' to config.stages")
+    stats_ = json.loads(path.read_text())
+  runs = json.loads((wd / "recommend" / "runs.json").read_text())
+  curves = _lm_curves(wd)
+  for name in ("xdkt", "target_only", "sasrec", "unisrec_style"):
+    if name in runs and runs[name][0].get("train_losses"):
+      curves[name] = runs[name][0]["train_losses"]
+  views = None
+  vpath = wd / "recommend" / "xdkt" / "seed_0" / "alignment_views.npz"
+  results = {"config": json.loads(config.to_json_best_effort()),
+             "dataset": data_stats.dataset_stats(ds, tok),
+             "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start"
+                                                else ""),
+             "targets": split.targets, "sources": split.sources,
+             "split": P.summary(split),
+             "n_items": ds.domains[split.targets[0]].n_items,
+             "n_test": next(iter(runs.values()))[0]["n"],
+             **stats_, "timings_s": timings}
+  if vpath.exists():
+    views = dict(np.load(vpath))
+    results["alignment"] = report.alignment_numbers(views)
+  files = report.write(wd, results, curves, views)
+  log(f"report: {', '.join(str(wd / f) for f in files)}")
 
 
 def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.ndarray:

@@ -62,7 +62,11 @@ DEFAULTS = dict(
     hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
     epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
     num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
-    text_dropout=0.1, pack=True, seed=None)
+    text_dropout=0.1, pack=True, seed=None,
+    # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
+    align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
+    adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
+    source_weight=0.0)
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
@@ -203,9 +207,10 @@ class SASRec(nn.Module):
       x = self.out_ln(x)
     return x
 
-  def __call__(self, tokens_BxL, mask_BxL, *, segments_BxL=None, positions_BxL=None,
-               deterministic: bool = True):
-    """(hidden_BxLxD, items_NxD)."""
+  def __call__(self, tokens_BxL, mask_BxL, *, users_BxL=None, segments_BxL=None,
+               positions_BxL=None, deterministic: bool = True):
+    """(hidden_BxLxD, items_NxD).  `users_BxL` is unused here (models/xdkt.py reads it)."""
+    del users_BxL
     items = self.item_repr(deterministic=deterministic)
     h = self.encode(tokens_BxL, mask_BxL, items, segments_BxL=segments_BxL,
                     positions_BxL=positions_BxL, deterministic=deterministic)
@@ -219,10 +224,10 @@ def training_windows(offsets: np.ndarray, items: np.ndarray, *, n_items: int, ma
   """Per user CSR sequence s → windows of (input, target) pairs over [BOS, s]: inputs
   [BOS, s_0..s_{n−2}], targets s_0..s_{n−1}, cut from the END into windows of max_len pairs.
 
-  Returns dict of [W, max_len] arrays: inputs, targets (int32), mask (int8, 1 at real pairs).
-  Right-padded; padded slots have input 0 and mask 0.
+  Returns dict of [W, max_len] arrays: inputs, targets, users (int32: the window's user in
+  every slot), mask (int8, 1 at real pairs).  Right-padded; padded slots have input 0, mask 0.
   """
-  ins, tgts, lens = [], [], []
+  ins, tgts, lens, owners = [], [], [], []
   for u in np.nonzero(np.diff(offsets))[0]:
     s = items[offsets[u]:offsets[u + 1]]
     inp = np.concatenate([[n_items], s[:-1]]).astype(np.int32)
@@ -230,12 +235,14 @@ def training_windows(offsets: np.ndarray, items: np.ndarray, *, n_items: int, ma
     while end > 0:
       lo = max(0, end - max_len)
       ins.append(inp[lo:end]); tgts.append(s[lo:end]); lens.append(end - lo)
+      owners.append(u)
       end = lo
   w = len(lens)
   out = {"inputs": np.zeros((w, max_len), np.int32), "targets": np.zeros((w, max_len), np.int32),
-         "mask": np.zeros((w, max_len), np.int8)}
-  for r, (i, t, n) in enumerate(zip(ins, tgts, lens)):
+         "users": np.zeros((w, max_len), np.int32), "mask": np.zeros((w, max_len), np.int8)}
+  for r, (i, t, n, u) in enumerate(zip(ins, tgts, lens, owners)):
     out["inputs"][r, :n], out["targets"][r, :n], out["mask"][r, :n] = i, t, 1
+    out["users"][r, :n] = u
   return out
 
 
@@ -261,7 +268,7 @@ def pack_windows(windows: dict, *, max_len: int) -> dict:
       rows[r].append(w)
       by_free[fit - n].append(r)
   out = {k: np.zeros((len(rows), max_len), np.int32) for k in
-         ("inputs", "targets", "segments", "positions")}
+         ("inputs", "targets", "users", "segments", "positions")}
   out["mask"] = np.zeros((len(rows), max_len), np.int8)
   for r, ws in enumerate(rows):
     at = 0
@@ -270,6 +277,7 @@ def pack_windows(windows: dict, *, max_len: int) -> dict:
       sl = slice(at, at + n)
       out["inputs"][r, sl] = windows["inputs"][w, :n]
       out["targets"][r, sl] = windows["targets"][w, :n]
+      out["users"][r, sl] = windows["users"][w, :n]
       out["mask"][r, sl] = 1
       out["segments"][r, sl] = seg
       out["positions"][r, sl] = np.arange(n)
@@ -319,32 +327,42 @@ class SASRecModel:
     module = self.module
 
     @jax.jit
-    def user_and_items(params, extra, tokens, mask):
-      h, items = module.apply(_variables(params, extra), tokens, mask)
+    def user_and_items(params, extra, tokens, mask, users):
+      users = None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
+      h, items = module.apply(_variables(params, extra), tokens, mask, users_BxL=users)
       last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
       return jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0], items
 
     @jax.jit
-    def scores(params, extra, tokens, mask):   # one dispatch: the B×N matmul stays on device
-      u, items = user_and_items(params, extra, tokens, mask)
+    def scores(params, extra, tokens, mask, users):   # one dispatch: B×N stays on device
+      u, items = user_and_items(params, extra, tokens, mask, users)
       return u @ items.T
 
     self._user_and_items, self._scores = user_and_items, scores
+    self._needs_users = getattr(module, "n_source_items", 0) > 0
+
+  def _users(self, batch, b: int):
+    if not self._needs_users:
+      return None
+    return np.asarray(batch["user"], np.int32) if "user" in batch else np.zeros(b, np.int32)
 
   def user_repr(self, batch):
     """[B, D] hidden state at the last real token (the BOS state for an empty history)."""
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
                                 max_len=self.module.max_len)
-    return self._user_and_items(self.params, self.extra, tokens, mask)[0]
+    return self._user_and_items(self.params, self.extra, tokens, mask,
+                                self._users(batch, len(tokens)))[0]
 
   def item_repr(self):
     tokens = np.full((1, 1), self.n_items, np.int32)
-    return self._user_and_items(self.params, self.extra, tokens, np.ones((1, 1), np.int8))[1]
+    return self._user_and_items(self.params, self.extra, tokens, np.ones((1, 1), np.int8),
+                                self._users({}, 1))[1]
 
   def score(self, batch) -> np.ndarray:
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
                                 max_len=self.module.max_len)
-    return np.asarray(self._scores(self.params, self.extra, tokens, mask), np.float32)
+    return np.asarray(self._scores(self.params, self.extra, tokens, mask,
+                                   self._users(batch, len(tokens))), np.float32)
 
 
 def make_loss_fn(module: SASRec, *, kind: str, num_negatives: int, has_extra: bool):
@@ -379,14 +397,45 @@ def _item_vectors(item_vectors, target: str, n_items: int):
   return v
 
 
+def _source_inputs(ds, split, source_len: int, source_vectors, *, need_vectors: bool) -> dict:
+  """The full method's source side: each user's last `source_len` TRAINING source items
+  (global ids over split.sources, data.inputs), a has-history flag, the source knowledge."""
+  from xdkt_jax.data import inputs  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data.batching import pad_sequences  # pylint: disable=import-outside-toplevel
+  if not split.sources:
+    raise ValueError(f"xdkt: protocol {split.protocol!r} has no source domains to transfer from")
+  offsets, items = inputs.source_sequences(ds, split)
+  hist, mask = pad_sequences(offsets, items, source_len, keep="last")
+  n_src = sum(ds.domains[s].n_items for s in split.sources)
+  out = {"source_hist": hist.astype(np.int32), "source_mask": mask.astype(np.int8),
+         "user_has": (np.diff(offsets) > 0).astype(np.float32), "n_source_items": n_src}
+  if need_vectors:
+    if source_vectors is None:
+      raise ValueError("xdkt: text/fused modes need source item knowledge (source_vectors)")
+    if isinstance(source_vectors, dict):
+      source_vectors = np.concatenate([np.asarray(source_vectors[s], np.float32)
+                                       for s in split.sources])
+    v = np.asarray(source_vectors, np.float32)
+    if v.shape[0] != n_src:
+      raise ValueError(f"xdkt: source_vectors has {v.shape[0]} rows, the sources have {n_src}")
+    out["source_vectors"] = v
+  return out
+
+
 def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: int = 0,
-                 mesh=None, log_fn=None) -> SASRecModel:
+                 mesh=None, log_fn=None, transfer: bool = False,
+                 source_vectors=None) -> SASRecModel:
   """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
   protocols.train_sequences) with the shared engine; returns a SASRecModel.
 
   cfg: None / dict / ConfigDict over DEFAULTS (an unknown key raises).  `cfg['seed']`, when
   set, overrides `seed`.  `item_vectors`: [N, T] array or {domain: array}; required for the
   'text' and 'fused' modes.  Runs on `mesh` (default: all devices, data-parallel).
+
+  `transfer=True` trains the full method's recommender instead (models/xdkt.py): each user's
+  TRAINING source items (split.sources, last `source_len`) are fused in, with `cfg['align']`;
+  `source_vectors` ({domain: [n_items, T]} or [N_s, T] in split.sources order) is the source
+  items' knowledge, required in the text / fused modes.
   """
   o = common.options(cfg, DEFAULTS, "sasrec")
   seed = int(seed if o.seed is None else o.seed)
@@ -409,17 +458,35 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   n_batch_shards = math.prod(mesh.shape[a] for a in mesh_lib.BATCH_AXES)
   bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
+  if transfer:
+    from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+    data = xdkt_lib.segment_users(data)
   batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
   total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
 
-  module = SASRec(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
-                  heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
-                  dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
-                  text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
-                  n_experts=int(o.n_experts), fusion=str(o.fusion),
-                  text_dropout=float(o.text_dropout))
+  kw = dict(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
+            heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
+            dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
+            text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
+            n_experts=int(o.n_experts), fusion=str(o.fusion),
+            text_dropout=float(o.text_dropout))
+  consts = {} if vectors is None else {"item_vectors": vectors}
+  if transfer:
+    from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+    from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+    src = _source_inputs(ds, split, int(o.source_len), source_vectors,
+                         need_vectors=(o.source_repr != "id"
+                                       or str(o.align) in xdkt_lib.ITEM_ALIGNS))
+    consts.update(src)
+    module = xdkt_lib.XDKTRec(**kw, n_users=ds.n_users, n_source_items=src["n_source_items"],
+                              source_len=int(o.source_len), user_agg=str(o.user_agg),
+                              align=str(o.align), source_repr=str(o.source_repr))
+    consts.pop("n_source_items")
+  else:
+    module = SASRec(**kw)
   dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
-  init_fn = lambda rng: module.init(rng, *dummy)
+  dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
+  init_fn = lambda rng: module.init(rng, *dummy, users_BxL=dummy_users)
   opt_cfg = dict(lr=float(o.lr), schedule="constant", weight_decay=float(o.weight_decay),
                  clip_norm=float(o.clip_norm))
   key = jax.random.PRNGKey(seed)
@@ -428,11 +495,17 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   tx = optim_lib.make_optimizer(opt_cfg, abstract_params)
   rules = mesh_lib.DEFAULT_RULES
   state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
-  if vectors is not None:
-    state = state.replace(extra=jax.device_put({"consts": {"item_vectors": vectors}},
-                                               sharding.extra))
-  loss_fn = make_loss_fn(module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-                         has_extra=state.extra is not None)
+  if consts:
+    state = state.replace(extra=jax.device_put({"consts": consts}, sharding.extra))
+  if transfer:
+    loss_fn = xdkt_lib.make_loss_fn(
+        module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+        align_weight=float(o.align_weight), temperature=float(o.align_temperature),
+        align_items=int(o.align_items), adversarial_lambda=float(o.adversarial_lambda),
+        source_weight=float(o.source_weight))
+  else:
+    loss_fn = make_loss_fn(module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+                           has_extra=state.extra is not None)
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=batch_sharding, rules=rules)
@@ -454,8 +527,9 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   info = {"steps": total, "windows": n_win, "rows": n_rows, "batch": bsz,
           "train_seconds": seconds,
           "final_loss": float(result.metrics.get("loss", float("nan"))),
-          "mode": o.mode, "loss": o.loss}
-  (log_fn or logging.info)(f"sasrec[{o.mode}]: {total} steps over {n_win} windows in "
+          "mode": o.mode, "loss": o.loss, "transfer": transfer,
+          "align": str(o.align) if transfer else "none"}
+  (log_fn or logging.info)(f"{'xdkt' if transfer else 'sasrec'}[{o.mode}]: {total} steps over {n_win} windows in "
                            f"{seconds:.1f} s, final loss {info['final_loss']:.3f}")
   params = jax.device_get(result.state.params)
   extra = None if result.state.extra is None else jax.device_get(result.state.extra)

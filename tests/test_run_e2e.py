@@ -1,0 +1,92 @@
+"""`xdkt run` end to end on configs/tiny.py (2 steps per trained stage): every stage, every
+method, the results.json schema, report.md, plots, and reuse on rerun."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xdkt_jax import main as cli
+from xdkt_jax import pipeline, recommend
+
+METHODS = ("xdkt", "target_only", "pop", "itemknn", "userknn", "bpr_mf", "sasrec", "text_knn",
+           "hybrid", "emcdr", "cmf", "unisrec_style")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("e2e")
+  argv = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp / 'run'}",
+          f"--config.data.cache_dir={tmp / 'cache'}"]
+  assert cli.main(argv) == 0
+  return tmp, argv
+
+
+def test_results_json_schema(tiny_run):
+  tmp, _ = tiny_run
+  wd = tmp / "run"
+  r = json.loads((wd / "results.json").read_text())
+  assert set(METHODS) == set(r["metrics"]) == set(recommend.METHODS)
+  assert r["protocol"] == "cold_start k=1"
+  assert r["config"]["data"]["source"] == "synthetic"
+  assert r["dataset"]["domains"]
+  for m in METHODS:
+    for k in (5, 10, 20, 50):
+      for name in ("recall", "ndcg", "mrr"):
+        cell = r["metrics"][m][f"{name}@{k}"]
+        lo, hi = cell["ci95"]
+        assert lo <= cell["mean"] + 1e-9 and cell["mean"] <= hi + 1e-9, (m, name, k)
+    assert {"coverage@10", "diversity@10", "novelty@10", "pop_bias@10"} <= set(r["beyond"][m])
+  # seeds: trained methods twice (tiny.py), deterministic ones once
+  assert len(r["metrics"]["xdkt"]["ndcg@10"]["per_seed"]) == 2
+  assert len(r["metrics"]["pop"]["ndcg@10"]["per_seed"]) == 1
+  g = r["transfer_gain"]["ndcg@10"]
+  assert 0.0 <= g["p_value"] <= 1.0 and len(g["ci95"]) == 2
+  assert g["mean"] == pytest.approx(r["metrics"]["xdkt"]["ndcg@10"]["mean"]
+                                    - r["metrics"]["target_only"]["ndcg@10"]["mean"], abs=1e-9)
+  assert set(r["paired_p_vs_xdkt"]) == set(METHODS) - {"xdkt"}
+  assert {"data", "adapt", "extract", "recommend", "evaluate", "report"} <= set(r["timings_s"])
+  if g["mean"] < 0:
+    assert any("NEGATIVE TRANSFER" in w for w in r["warnings"])
+  assert r["alignment"]["mmd_linear_before"] >= 0
+
+
+def test_report_and_plots(tiny_run):
+  tmp, _ = tiny_run
+  wd = tmp / "run"
+  md = (wd / "report.md").read_text()
+  assert "| xdkt |" in md and "Transfer gain" in md and "| unisrec_style |" in md
+  for png in ("training_curves.png", "metrics.png", "alignment.png"):
+    assert (wd / png).read_bytes()[:8] == PNG, png
+  # per-user arrays behind every number
+  z = np.load(wd / "recommend" / "xdkt" / "seed_1" / "per_user.npz")
+  r = json.loads((wd / "results.json").read_text())
+  assert z["ndcg@10"].mean() == pytest.approx(r["metrics"]["xdkt"]["ndcg@10"]["per_seed"][1])
+
+
+def test_rerun_reuses_every_stage(tiny_run):
+  tmp, argv = tiny_run
+  wd = tmp / "run"
+  before = (wd / "results.json").read_text()
+  stamp = {p: p.stat().st_mtime_ns for p in (wd / "recommend").rglob("per_user.npz")}
+  lines = []
+  command, config, _ = cli.parse(argv)
+  assert command == "run"
+  pipeline.run(config, str(wd), log=lines.append)
+  assert any("adapt: reusing" in l for l in lines)
+  assert any("extract: reusing" in l for l in lines)
+  assert {p: p.stat().st_mtime_ns for p in stamp} == stamp       # nothing retrained
+  after = json.loads((wd / "results.json").read_text())
+  assert after["metrics"] == json.loads(before)["metrics"]
+
+
+def test_unknown_method_is_a_one_line_error(tmp_path, capsys):
+  import subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  from conftest import ROOT  # pylint: disable=import-outside-toplevel
+  p = subprocess.run([sys.executable, "-m", "xdkt_jax.main", "run", "--config=configs/tiny.py",
+                      f"--workdir={tmp_path}", "--config.recommend.methods=xdkt,sasrecc"],
+                     cwd=ROOT, capture_output=True, text=True, check=False)
+  assert p.returncode == 2
+  err = p.stderr.strip().splitlines()
+  assert len(err) == 1 and "sasrecc" in err[0] and "unknown method" in err[0], p.stderr

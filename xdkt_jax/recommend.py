@@ -1,0 +1,185 @@
+"""Recommend + evaluate: every method of `config.recommend.methods` on ONE split, once per seed,
+scored by ONE evaluator over the full target catalogue.
+
+Methods (the keys of results.json):
+
+  xdkt           the full method: SASRec over the target sequence, items = ID ⊕ adapted item
+                 knowledge (L_k stage), the user's source knowledge fused in, alignment term
+                 (models/xdkt.py), trained with L_f + λ·L_align
+  target_only    the control: the SAME recommender and item knowledge, trained on target data
+                 only — no source interactions, no user knowledge, no alignment
+  sasrec         SASRec with ID embeddings only
+  unisrec_style  frozen PRE-TRAINED text encoder (W_p, not adapted) + MoE whitening adaptor +
+                 SASRec, text-only items (UniSRec's inductive setting)
+  pop itemknn userknn bpr_mf text_knn hybrid emcdr cmf
+                 models/baselines (TF-IDF text for text_knn / hybrid)
+
+Seeds: a method with training randomness runs with seeds 0..S−1.  pop, itemknn, userknn,
+text_knn and hybrid are deterministic functions of the split, so ONE run is their result for
+every seed (recorded as `deterministic`); their CI is then a bootstrap over test users.
+
+Every (method, seed) leaves `<dir>/<method>/seed_<s>/` with per_user.npz (per-example
+metrics), summary.json and DONE (fingerprint of its inputs), so a rerun skips finished ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xdkt_jax import evaluate as evaluate_lib
+from xdkt_jax.data import inputs
+from xdkt_jax.models import baselines, sasrec
+
+SEQUENTIAL = ("xdkt", "target_only", "sasrec", "unisrec_style")
+DETERMINISTIC = ("pop", "itemknn", "userknn", "text_knn", "hybrid")
+METHODS = SEQUENTIAL + tuple(b for b in baselines.BASELINES if b not in SEQUENTIAL)
+
+
+@dataclasses.dataclass
+class Context:
+  """What the methods may read: the split's training data and the extracted knowledge."""
+  ds: Any
+  split: Any
+  target: str
+  config: Any
+  item_knowledge: dict[str, np.ndarray]      # domain → [n_items, T] (L_k stage)
+  user_knowledge: np.ndarray                 # [n_users, T] source-domain user knowledge
+  user_has: np.ndarray                       # [n_users] bool
+  pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
+  log: Any = print
+
+  def source_item_knowledge(self) -> np.ndarray:
+    srcs = [s for s in self.split.sources if s in self.item_knowledge]
+    if not srcs:
+      return np.zeros((0, self.item_knowledge[self.target].shape[1]), np.float32)
+    return np.concatenate([self.item_knowledge[s] for s in srcs])
+
+
+def parse_methods(spec: str) -> list[str]:
+  names = [m.strip() for m in str(spec).split(",") if m.strip()]
+  unknown = [m for m in names if m not in METHODS]
+  if unknown:
+    raise ValueError(f"config.recommend.methods: unknown method(s) {unknown}; known: "
+                     f"{', '.join(METHODS)}")
+  if len(set(names)) != len(names):
+    raise ValueError(f"config.recommend.methods lists a method twice: {spec!r}")
+  return names
+
+
+def seeds_for(name: str, n_seeds: int) -> list[int]:
+  return [0] if name in DETERMINISTIC else list(range(n_seeds))
+
+
+def fit(name: str, ctx: Context, seed: int):
+  """Trains method `name` with `seed`; returns a model with score(batch) -> [B, N]."""
+  rc = ctx.config.recommend
+  seq = dict(rc.sequential.to_dict(), seed=seed)
+  kw = dict(target=ctx.target, log_fn=ctx.log)
+  if name == "sasrec":
+    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="id"), **kw)
+  if name == "target_only":
+    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
+                               item_vectors=ctx.item_knowledge, **kw)
+  if name == "unisrec_style":
+    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
+                               item_vectors=ctx.pretrained, **kw)
+  if name == "xdkt":
+    if not ctx.split.sources:
+      raise ValueError("method 'xdkt' needs source domains (protocol "
+                       f"{ctx.split.protocol!r} has none); drop it from recommend.methods")
+    return sasrec.train_sasrec(ctx.ds, ctx.split,
+                               cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
+                               item_vectors=ctx.item_knowledge, transfer=True,
+                               source_vectors=ctx.item_knowledge, **kw)
+  cfg = {} if name in DETERMINISTIC else {"seed": seed}
+  return baselines.fit(name, ctx.ds, ctx.split, target=ctx.target, cfg=cfg)
+
+
+def train_losses(model) -> list[float]:
+  if isinstance(model, sasrec.SASRecModel):
+    return [float(x) for x in model.losses]
+  return []
+
+
+def item_popularity(ds, split, target: str) -> np.ndarray:
+  inter = ds.domains[target].inter
+  rows = np.asarray(split.train_rows[target], np.int64)
+  return np.bincount(inter.item[rows], minlength=ds.domains[target].n_items).astype(np.float32)
+
+
+def eval_groups(ctx: Context, arrays: dict) -> dict[str, np.ndarray]:
+  g = dict(evaluate_lib.history_length_groups(arrays["hist_mask"]))
+  if ctx.split.sources:
+    g.update(evaluate_lib.overlap_groups(user=arrays["user"], has_source_U=ctx.user_has))
+  return g
+
+
+def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: str) -> dict:
+  """Fit + evaluate one (method, seed); reuses a finished one with the same fingerprint."""
+  out.mkdir(parents=True, exist_ok=True)
+  done = out / "DONE"
+  if done.exists() and done.read_text().strip() == fp:
+    return json.loads((out / "summary.json").read_text())
+  rc = ctx.config.recommend
+  t0 = time.time()
+  model = fit(name, ctx, seed)
+  fit_s = time.time() - t0
+  n_items = ctx.ds.domains[ctx.target].n_items
+  t1 = time.time()
+  res = evaluate_lib.evaluate(
+      score_fn=model.score, arrays=arrays, n_items=n_items,
+      batch_size=int(rc.eval_batch_size), exclude="history",
+      item_vectors=ctx.item_knowledge[ctx.target],
+      item_popularity=item_popularity(ctx.ds, ctx.split, ctx.target),
+      ks=[int(k) for k in str(rc.ks).split(",")], groups=eval_groups(ctx, arrays))
+  eval_s = time.time() - t1
+  np.savez(out / "per_user.npz", user=arrays["user"], **res.per_example)
+  summary = {"method": name, "seed": seed, "deterministic": name in DETERMINISTIC,
+             **res.to_dict(), "fit_seconds": fit_s, "eval_seconds": eval_s,
+             "train_losses": train_losses(model),
+             "info": getattr(model, "info", {})}
+  (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+  if name == "xdkt" and seed == 0:
+    save_alignment_views(model, ctx, out)
+  done.write_text(fp)
+  ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
+          f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
+          f"(fit {fit_s:.1f} s, eval {eval_s:.1f} s)")
+  return summary
+
+
+def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
+  """Source and target item knowledge before (raw k) and after the shared adaptor A(k), for the
+  report's projection plot; a fixed sample of at most n items per domain."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  src, tgt = ctx.source_item_knowledge(), ctx.item_knowledge[ctx.target]
+  pick = lambda x: x[np.sort(rng.choice(len(x), min(n, len(x)), replace=False))]
+  src, tgt = pick(src), pick(tgt)
+  variables = {"params": model.params, **(model.extra or {})}
+  adapt = jax.jit(lambda v, x: model.module.apply(v, x, method=xdkt_lib.XDKTRec.adapt))
+  np.savez(out / "alignment_views.npz", source_before=src, target_before=tgt,
+           source_after=np.asarray(adapt(variables, src)),
+           target_after=np.asarray(adapt(variables, tgt)))
+
+
+def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
+  """Every configured method × seed; returns {method: [summary per seed]}."""
+  rc = ctx.config.recommend
+  arrays = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, str(rc.eval_part))
+  if len(arrays["target"]) == 0:
+    raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
+  results = {}
+  for name in parse_methods(rc.methods):
+    own = rc.xdkt.to_json() if name == "xdkt" else ""   # the method's own settings
+    results[name] = [run_one(name, s, ctx, out_dir / name / f"seed_{s}", arrays,
+                             fp=f"{fp}|{name}|{s}|{own}")
+                     for s in seeds_for(name, int(rc.seeds))]
+  return results
