@@ -85,10 +85,14 @@ def knowledge_config() -> mlc.ConfigDict:
 
 def sequential_config() -> mlc.ConfigDict:
   """The SASRec-style recommender shared by xdkt, target_only, sasrec and unisrec_style (one
-  setting, so the comparison isolates what each adds).  Keys: models/sasrec.py DEFAULTS."""
+  setting, so the comparison isolates what each adds).  Keys: models/sasrec.py DEFAULTS.
+
+  adaptor 'whitening' by default: inside the CPU train step the MoE adaptor measured ~150 ms
+  per step against ~20 ms (benchmarks/RESULTS.md); unisrec_style always uses 'moe'."""
   return mlc.ConfigDict(dict(hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2,
                              lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
-                             num_negatives=100, adaptor="moe", n_experts=8, fusion="gate"))
+                             num_negatives=100, adaptor="whitening", n_experts=8,
+                             fusion="gate"))
 
 
 def recommend_config() -> mlc.ConfigDict:

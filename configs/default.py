@@ -25,7 +25,7 @@ def get_config():
   c.data.max_text_len = 32         # synthetic titles are ~17 tokens; 64 would be mostly padding
   c.data.synthetic.n_users = 3000
   c.data.synthetic.interactions = 150_000
-  c.adapt.steps = 50
+  c.adapt.steps = 40
   # MiniLM has no masked-LM head: fit one first (encoder frozen) so "perplexity before
   # adaptation" measures the pretrained encoder rather than a random head.
   c.adapt.head_warmup_steps = 30

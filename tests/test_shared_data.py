@@ -99,3 +99,16 @@ def test_configured_subset(bst):
   assert ds.domain_names == ["Toys", "Beauty"]
   assert ds.overlap() == {"Toys|Beauty": 2_073}
   assert ds.log.raw["Toys"] == bst[0].log.raw["Toys"]
+
+
+def test_scientific_given_split_keeps_repeat_purchases(scientific):
+  """The shipped UniSRec split evaluates repeat purchases as they are (RecBole, VQ-Rec do):
+  the split is made, every test line kept, and the repeats counted."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from configs import amazon_scientific  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import protocols  # pylint: disable=import-outside-toplevel
+  cfg = ml_collections.ConfigDict(amazon_scientific.get_config().to_dict())
+  split = protocols.make_split(scientific, cfg)
+  assert len(split.eval["Scientific"]["test"]) == 8_442
+  assert split.info["Scientific/test/given_split_repeat_targets"] == 37
+  assert split.info["Scientific/valid/given_split_repeat_targets"] == 54

@@ -258,9 +258,14 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   elif mode != "none":
     raise ValueError(f"knowledge.entity_mode must be 'predicted' or 'none', got {mode!r}")
   cache = Path(str(config.data.cache_dir)).expanduser()
+  # Item knowledge depends on the weights and the text, not on the split: keyed without it,
+  # so another protocol on the same data reuses the cached vectors (on Art+Office one
+  # extraction is ~10 CPU minutes).
+  kfp = _fingerprint("item-knowledge", upstream[2], tok.fingerprint, kc.to_json(),
+                     config.encoder.pooling, config.seed)
   ik = K.extract_item_knowledge(enc_cfg, kparams, tok.ids, tok.mask,
                                 pooling=str(config.encoder.pooling), entity_mode=mode,
-                                cache_dir=cache, weights_fingerprint=f"{fp}|{mode}")
+                                cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
   pre = K.extract_item_knowledge(wp[0], wp[1], tok.ids, tok.mask,
                                  pooling=str(config.encoder.pooling), entity_mode="none",
                                  cache_dir=cache, weights_fingerprint=wp[2])

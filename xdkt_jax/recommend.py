@@ -7,7 +7,10 @@ Methods (the keys of results.json):
                  knowledge (L_k stage), the user's source knowledge fused in, alignment term
                  (models/xdkt.py), trained with L_f + λ·L_align
   target_only    the control: the SAME recommender and item knowledge, trained on target data
-                 only — no source interactions, no user knowledge, no alignment
+                 only — no source interactions, no user knowledge, no alignment.  In a
+                 protocol without source domains (in_domain) xdkt is the knowledge-fused
+                 recommender and target_only the same with PRE-TRAINED (not adapted) W_p
+                 vectors: the transfer measured is then the LM adaptation's alone
   sasrec         SASRec with ID embeddings only
   unisrec_style  frozen PRE-TRAINED text encoder (W_p, not adapted) + MoE whitening adaptor +
                  SASRec, text-only items (UniSRec's inductive setting)
@@ -84,15 +87,18 @@ def fit(name: str, ctx: Context, seed: int):
   if name == "sasrec":
     return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="id"), **kw)
   if name == "target_only":
+    # Without source domains (in_domain: transfer reaches the target only through the LM
+    # adapted on other domains' text) the control drops that: pre-trained W_p vectors.
+    vectors = ctx.item_knowledge if ctx.split.sources else ctx.pretrained
     return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
-                               item_vectors=ctx.item_knowledge, **kw)
+                               item_vectors=vectors, **kw)
   if name == "unisrec_style":
     return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
                                item_vectors=ctx.pretrained, **kw)
   if name == "xdkt":
-    if not ctx.split.sources:
-      raise ValueError("method 'xdkt' needs source domains (protocol "
-                       f"{ctx.split.protocol!r} has none); drop it from recommend.methods")
+    if not ctx.split.sources:   # no source users: the knowledge-fused recommender alone
+      return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
+                                 item_vectors=ctx.item_knowledge, **kw)
     return sasrec.train_sasrec(ctx.ds, ctx.split,
                                cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
                                item_vectors=ctx.item_knowledge, transfer=True,

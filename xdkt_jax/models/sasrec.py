@@ -246,12 +246,14 @@ def training_windows(offsets: np.ndarray, items: np.ndarray, *, n_items: int, ma
   return out
 
 
-def pack_windows(windows: dict, *, max_len: int) -> dict:
+def pack_windows(windows: dict, *, max_len: int, max_segments: int = 0) -> dict:
   """Packs windows into rows of max_len tokens (best-fit decreasing).
 
   Why: on the synthetic world the median window is ~15 of 50 slots, so unpacked batches spend
   most of their FLOPs on padding.  Adds `segments` (1, 2, … per window in a row; 0 = pad) and
   `positions` (restarting at 0 per window); `encode` keeps windows from seeing each other.
+  `max_segments` > 0 caps the windows per row (the full method computes per-segment source
+  knowledge, [rows, S, source_len], so S = the most segments in any row is its cost).
   """
   lens = windows["mask"].astype(np.int64).sum(1)
   order = np.argsort(-lens, kind="stable")
@@ -266,7 +268,8 @@ def pack_windows(windows: dict, *, max_len: int) -> dict:
     else:
       r = by_free[fit].pop()
       rows[r].append(w)
-      by_free[fit - n].append(r)
+      if not max_segments or len(rows[r]) < max_segments:
+        by_free[fit - n].append(r)
   out = {k: np.zeros((len(rows), max_len), np.int32) for k in
          ("inputs", "targets", "users", "segments", "positions")}
   out["mask"] = np.zeros((len(rows), max_len), np.int8)
@@ -448,7 +451,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   offsets, items = protocols.train_sequences(ds, split, target)
   windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
   n_win = len(windows["inputs"])
-  data = pack_windows(windows, max_len=int(o.max_len)) if o.pack else windows
+  data = (pack_windows(windows, max_len=int(o.max_len), max_segments=8 if transfer else 0)
+          if o.pack else windows)
   if n_win == 0:
     raise ValueError(f"sasrec: no training rows in target domain {target!r}")
   bsz = int(o.batch)

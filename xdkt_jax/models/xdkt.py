@@ -156,6 +156,8 @@ class XDKTRec(sasrec.SASRec):
     """Scoring form: one user per row (users_BxL constant along the row)."""
     if users_BxL is None:
       raise ValueError("xdkt: the recommender needs the user ids (users_BxL)")
+    if self.align == "adversarial" and self.is_initializing():
+      self.domain_clf(jnp.zeros((1, self.hidden)))   # create its params (used by the loss only)
     out = self.forward(tokens_BxL, mask_BxL, seg_users_BxS=users_BxL[:, :1],
                        seg_index_BxL=jnp.zeros_like(tokens_BxL), segments_BxL=segments_BxL,
                        positions_BxL=positions_BxL, deterministic=deterministic)

@@ -1,0 +1,207 @@
+"""xdkt_jax SASRec on the Amazon Scientific UniSRec split: the JAX side of
+benchmarks/vs_recbole.py, with the same flags as benchmarks/peers/recbole_sasrec.py.
+
+  .venv/bin/python benchmarks/peers/xdkt_sasrec.py \
+      --data-dir ../shared/data/amazon_scientific --epochs 1
+
+Data: the project's own path (configs/amazon_scientific.py, data.load, protocols.make_split,
+the given split kept).  Training is `models.sasrec.train_sasrec` (mode id, post-LN as in
+RecBole's SASRec, CE over the full catalogue, no gradient clipping as in RecBole; no dropout on
+attention probabilities, which RecBole has).  It predicts every transition of a user's
+training sequence in one causal pass, packs several users' windows into one row of max_len
+tokens, and also predicts each user's FIRST item from a learnt BOS, which RecBole's rows never
+do.  `train_transitions_with_history` (those minus the BOS ones) matches RecBole's train rows
+except for users with more than 52 items: the project rebuilds each sequence from the test line,
+whose history UniSRec capped at 50, so their oldest items are gone (full data: 34,058 vs 34,101).
+The shipped split keeps repeat purchases (a test target the user also bought earlier);
+make_split counts them in split.info and `repeat_targets` reports them.
+
+Batch: --batch counts transitions, as RecBole's rows do; one packed row holds
+`transitions_per_row` of them (measured on the packed data), so the run uses
+`batch_rows` = round(batch / transitions_per_row) rows per step.  The Batcher drops the last
+partial batch of an epoch, so `train_examples` (transitions trained per epoch, the throughput
+numerator) is steps_per_epoch x batch_rows x transitions_per_row.
+
+Timing (wall clock, seconds):
+  first_step_s       the first train step: trace + XLA compile + one step (blocked on)
+  train_s_per_epoch  steady state: (end of training - end of step 1) / (steps - 1) x steps per
+                     epoch, i.e. compile excluded.  With a single step in the whole run
+                     (tiny smoke data) nothing is left to measure, so it falls back to the
+                     whole loop, compile included, and says so (`per_epoch_includes_compile`)
+  train_total_s      the whole train_sasrec call: windows, packing, init, compile, all steps
+  eval_first_s       the first full TEST evaluation (compiles the scorer and ranking step)
+  eval_s             a second, identical pass: the steady-state time
+Evaluation is `xdkt_jax.evaluate.evaluate` with exclude="history" (the project's protocol;
+RecBole's sequential full ranking keeps history items rankable; --exclude none matches it).
+Its batch is sized to the data: as many batches as RecBole takes at --eval-batch, each just
+big enough (multiple of 8) that the fixed-shape padding stays under 8 rows per batch.
+
+Stdout ends with ONE JSON line, {"impl": "xdkt", "train_s_per_epoch", "train_examples",
+"eval_s", "recall@10", "ndcg@10", "epochs", ...}; logs go to stderr.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import amazon_scientific  # noqa: E402
+from recbole_sasrec import DATASET, add_common_args, prepare_data  # noqa: E402  (stdlib only)
+from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
+from xdkt_jax.data import inputs, load, protocols  # noqa: E402
+from xdkt_jax.models import sasrec  # noqa: E402
+from xdkt_jax.train import steps as steps_lib  # noqa: E402
+
+
+def load_split(folder: Path):
+  cfg = amazon_scientific.get_config()
+  with cfg.unlocked():
+    cfg.data.path = str(folder)
+    cfg.data.tokenize = False
+  ds, _ = load.load(cfg.data, tokenize=False)
+  return ds, protocols.make_split(ds, cfg)
+
+
+def repeat_targets(ds, split, part: str = "test") -> int:
+  """Eval examples whose target the same user also has among TRAINING items."""
+  offsets, items = protocols.train_sequences(ds, split, DATASET)
+  es = split.eval[DATASET][part]
+  return sum(int(t in items[offsets[u]:offsets[u + 1]]) for u, t in zip(es.user, es.target))
+
+
+def packing_stats(ds, split, max_len: int) -> dict:
+  """The packed training rows train_sasrec will build (same functions, same arguments), to
+  size the batch in rows from a batch in transitions."""
+  n_items = ds.domains[DATASET].n_items
+  offsets, items = protocols.train_sequences(ds, split, DATASET)
+  windows = sasrec.training_windows(offsets, items, n_items=n_items, max_len=max_len)
+  packed = sasrec.pack_windows(windows, max_len=max_len)
+  transitions = int(windows["mask"].astype(np.int64).sum())
+  # A window whose first input is BOS predicts the user's first item from nothing.
+  bos = int(((windows["inputs"][:, 0] == n_items) & (windows["mask"][:, 0] == 1)).sum())
+  rows = len(packed["inputs"])
+  return {"transitions": transitions, "bos_transitions": bos, "windows": len(windows["inputs"]),
+          "rows": rows, "per_row": transitions / rows}
+
+
+@contextlib.contextmanager
+def first_step_clock():
+  """Times train_sasrec's first step apart from the rest: it traces and compiles.  Wraps the
+  step that steps.make_train_step returns (train_sasrec looks it up on the module at call
+  time); only the first call is blocked on, so the steady-state pipelining is untouched."""
+  marks = {}
+  original = steps_lib.make_train_step
+
+  def make(*args, **kwargs):
+    step = original(*args, **kwargs)
+
+    def timed(*a, **kw):
+      if "first_done" in marks:
+        return step(*a, **kw)
+      marks["first_start"] = time.perf_counter()
+      out = jax.block_until_ready(step(*a, **kw))
+      marks["first_done"] = time.perf_counter()
+      return out
+    return timed
+
+  steps_lib.make_train_step = make
+  try:
+    yield marks
+  finally:
+    steps_lib.make_train_step = original
+
+
+def eval_batch_size(n: int, cap: int) -> int:
+  """As many batches as a cap-sized batcher needs, each the smallest multiple of 8 that
+  covers n: evaluate() pads the last batch to full shape, so this wastes < 8 rows a batch."""
+  n_batches = max(1, math.ceil(n / cap))
+  return max(8, math.ceil(n / n_batches / 8) * 8)
+
+
+def train(args, ds, split, stats) -> tuple:
+  batch_rows = max(1, round(args.batch / stats["per_row"]))
+  cfg = dict(mode="id", hidden=args.hidden, layers=args.layers, heads=args.heads,
+             mlp=args.inner, max_len=args.max_len, dropout=args.dropout, lr=args.lr,
+             batch=batch_rows, epochs=args.epochs, norm="post", clip_norm=0.0,
+             weight_decay=0.0, loss="full_softmax", seed=args.seed)
+  with first_step_clock() as marks:
+    t0 = time.perf_counter()
+    model = sasrec.train_sasrec(ds, split, target=DATASET, cfg=cfg,
+                                log_fn=lambda m: print(m, file=sys.stderr, flush=True))
+    t1 = time.perf_counter()
+  info = model.info
+  steps_per_epoch = info["steps"] // args.epochs
+  bsz = info["batch"]  # train_sasrec clamps it to the rows there are
+  timing = {"train_total_s": t1 - t0, "train_loop_s": info["train_seconds"],
+            "first_step_s": marks["first_done"] - marks["first_start"]}
+  if info["steps"] > 1:
+    per_step = (t1 - marks["first_done"]) / (info["steps"] - 1)
+    timing.update(train_s_per_epoch=per_step * steps_per_epoch, train_s_per_step=per_step,
+                  per_epoch_includes_compile=False)
+  else:
+    timing.update(train_s_per_epoch=info["train_seconds"] / args.epochs,
+                  per_epoch_includes_compile=True)
+  shape = {"batch_rows": bsz, "steps_per_epoch": steps_per_epoch, "steps": info["steps"],
+           "train_examples": round(steps_per_epoch * bsz * stats["per_row"]),
+           "final_loss": info["final_loss"]}
+  return model, {**timing, **shape}
+
+
+def evaluate(args, ds, split, model) -> dict:
+  arrays = inputs.eval_arrays(ds, split, DATASET, "test", max_len=args.max_len)
+  n = len(arrays["target"])
+  bsz = eval_batch_size(n, args.eval_batch)
+  run = lambda: evaluate_lib.evaluate(score_fn=model.score, arrays=arrays,
+                                      n_items=ds.domains[DATASET].n_items, batch_size=bsz,
+                                      exclude=args.exclude, ks=(10,))
+  times = []
+  for _ in range(2):   # the first call compiles; the second is the steady state
+    t = time.perf_counter()
+    result = run()
+    times.append(time.perf_counter() - t)
+  return {"eval_s": times[1], "eval_first_s": times[0], "eval_batch": bsz, "test_examples": n,
+          "recall@10": result.means["recall@10"], "ndcg@10": result.means["ndcg@10"]}
+
+
+def main():
+  ap = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+  ap.add_argument("--exclude", choices=("history", "none"), default="history",
+                  help="evaluate(exclude=...): 'none' ranks as RecBole does")
+  args = ap.parse_args()
+  with tempfile.TemporaryDirectory(prefix="xdkt_sasrec_") as work:
+    folder = prepare_data(args.data_dir, work, args.max_rows)
+    t = time.perf_counter()
+    ds, split = load_split(folder)
+    load_s = time.perf_counter() - t
+  stats = packing_stats(ds, split, args.max_len)
+  model, tr = train(args, ds, split, stats)
+  ev = evaluate(args, ds, split, model)
+  out = {"impl": "xdkt", "train_s_per_epoch": tr.pop("train_s_per_epoch"),
+         "train_examples": tr.pop("train_examples"), "eval_s": ev.pop("eval_s"),
+         "recall@10": ev.pop("recall@10"), "ndcg@10": ev.pop("ndcg@10"),
+         "epochs": args.epochs, **tr, **ev,
+         "train_transitions": stats["transitions"],
+         "train_transitions_with_history": stats["transitions"] - stats["bos_transitions"],
+         "packed_rows": stats["rows"], "windows": stats["windows"],
+         "transitions_per_row": stats["per_row"], "batch_transitions": args.batch,
+         "n_items": ds.domains[DATASET].n_items, "load_s": load_s,
+         "repeat_targets": repeat_targets(ds, split),
+         "backend": jax.default_backend(), "devices": jax.device_count(),
+         "max_rows": args.max_rows, "exclude_history": args.exclude == "history"}
+  print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+  main()
