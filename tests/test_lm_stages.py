@@ -9,32 +9,22 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from configs import default
+from configs import default, tiny
 from xdkt_jax import pipeline
 from xdkt_jax.main import parse
 
 
 def small_config(tmp_path, **over):
-  c = default.get_config()
+  """configs/tiny.py's world and scratch encoder, with LM stages long enough to learn."""
+  c = tiny.get_config()
   with c.unlocked():
     c.data.cache_dir = str(tmp_path / "cache")
-    c.data.max_text_len = 24
-    c.data.synthetic.n_users = 300
-    c.data.synthetic.items_per_domain = 120
-    c.data.synthetic.interactions = 6000
-    c.encoder.init_from = ""
-    c.encoder.preset = "tiny"
     c.pretrain.steps = 30
     c.pretrain.lr = 3e-3
-    c.pretrain.batch_size = 16
-    c.pretrain.heldout_frac = 0.2
     c.adapt.steps = 10
     c.adapt.lr = 1e-3
-    c.adapt.batch_size = 16
-    c.adapt.heldout_frac = 0.2
     c.adapt.freeze_layers = 1
-    c.adapt.head_warmup_steps = 0    # the default config fits MiniLM's missing head; not here
-    c.progress = False
+    c.ckpt.every_steps = 200
     c.stages = "data,pretrain,adapt"   # the later stages: tests/test_run_e2e.py
     for k, v in over.items():
       obj = c
