@@ -151,7 +151,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
              "train_losses": train_losses(model),
              "info": getattr(model, "info", {})}
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-  if name == "xdkt" and seed == 0:
+  if name == "xdkt" and seed == 0 and ctx.split.sources:
     save_alignment_views(model, ctx, out)
   done.write_text(fp)
   ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
