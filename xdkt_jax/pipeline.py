@@ -246,7 +246,7 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
     mode = "none"
   if mode == "predicted":
     text_fields = data_load.split_list(config.data.text_fields) or None
-    labels = K.token_labels(ds, tok_spec(config), vocab, int(config.data.max_text_len),
+    labels = K.token_labels(ds, str(config.data.tokenizer), vocab, int(config.data.max_text_len),
                             text_fields)
     metrics["labels"] = K.label_stats(vocab, labels)
     tcfg = K.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
@@ -297,10 +297,6 @@ def pretrained_encoder(config, wd: Path, wp):
   return initial_encoder(config)
 
 
-def tok_spec(config) -> str:
-  return str(config.data.tokenizer)
-
-
 def load_knowledge(wd: Path) -> dict:
   path = wd / "extract" / "knowledge.npz"
   if not (wd / "extract" / "DONE").exists() or not path.exists():
@@ -324,7 +320,6 @@ def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> 
   target = split.targets[0]
   ctx = recommend.Context(ds=ds, split=split, target=target, config=config,
                           item_knowledge=knowledge["item"],
-                          user_knowledge=knowledge["user_knowledge"],
                           user_has=knowledge["user_has"], pretrained=knowledge["pretrained"],
                           log=log)
   fp = _fingerprint("recommend", knowledge["fingerprint"], split.fingerprint(),

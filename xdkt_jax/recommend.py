@@ -52,7 +52,6 @@ class Context:
   target: str
   config: Any
   item_knowledge: dict[str, np.ndarray]      # domain → [n_items, T] (L_k stage)
-  user_knowledge: np.ndarray                 # [n_users, T] source-domain user knowledge
   user_has: np.ndarray                       # [n_users] bool
   pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
   log: Any = print
@@ -126,7 +125,8 @@ def eval_groups(ctx: Context, arrays: dict) -> dict[str, np.ndarray]:
   return g
 
 
-def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: str) -> dict:
+def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: str,
+            popularity: np.ndarray, groups: dict) -> dict:
   """Fit + evaluate one (method, seed); reuses a finished one with the same fingerprint."""
   out.mkdir(parents=True, exist_ok=True)
   done = out / "DONE"
@@ -142,8 +142,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
       score_fn=model.score, arrays=arrays, n_items=n_items,
       batch_size=int(rc.eval_batch_size), exclude="history",
       item_vectors=ctx.item_knowledge[ctx.target],
-      item_popularity=item_popularity(ctx.ds, ctx.split, ctx.target),
-      ks=[int(k) for k in str(rc.ks).split(",")], groups=eval_groups(ctx, arrays))
+      item_popularity=popularity, ks=[int(k) for k in str(rc.ks).split(",")], groups=groups)
   eval_s = time.time() - t1
   np.savez(out / "per_user.npz", user=arrays["user"], **res.per_example)
   summary = {"method": name, "seed": seed, "deterministic": name in DETERMINISTIC,
@@ -182,10 +181,13 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   arrays = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, str(rc.eval_part))
   if len(arrays["target"]) == 0:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
+  popularity = item_popularity(ctx.ds, ctx.split, ctx.target)   # the same for every run
+  groups = eval_groups(ctx, arrays)
   results = {}
   for name in parse_methods(rc.methods):
     own = rc.xdkt.to_json() if name == "xdkt" else ""   # the method's own settings
     results[name] = [run_one(name, s, ctx, out_dir / name / f"seed_{s}", arrays,
-                             fp=f"{fp}|{name}|{s}|{own}")
+                             fp=f"{fp}|{name}|{s}|{own}", popularity=popularity,
+                             groups=groups)
                      for s in seeds_for(name, int(rc.seeds))]
   return results
