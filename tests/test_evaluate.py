@@ -120,6 +120,31 @@ def test_jitted_score_fn_and_ranking_step_compile_once():
                batch_size=b)
 
 
+def test_results_come_back_in_callers_order_whatever_the_batching():
+  """Rows are batched by history length; per-example results, top-k and groups must still be
+  in the caller's order (checked against one-row-at-a-time evaluation)."""
+  n_items, m = 11, 9
+  rng = np.random.default_rng(4)
+  lens = np.array([5, 0, 3, 1, 4, 2, 0, 5, 1])
+  hist = rng.integers(0, n_items, (m, 5)).astype(np.int32)
+  hmask = (np.arange(5)[None, :] < lens[:, None]).astype(np.int8)
+  arrays = {"user": np.arange(m, dtype=np.int32), "target": rng.integers(0, n_items, m),
+            "hist": hist, "hist_mask": hmask}
+  score = lambda bt: np.cos(bt["user"][:, None] * 0.9 + np.arange(n_items)[None, :] * 1.3)
+  whole = E.evaluate(score_fn=score, arrays=arrays, n_items=n_items, batch_size=4, ks=(3,),
+                     groups={"long": lens >= 3})
+  order = E.length_order(arrays)
+  assert (np.diff(lens[order]) >= 0).all() and not (np.diff(lens) >= 0).all()
+  for i in range(m):
+    one = E.evaluate(score_fn=score, arrays={k: v[i:i + 1] for k, v in arrays.items()},
+                     n_items=n_items, batch_size=1, ks=(3,))
+    assert whole.per_example["rank"][i] == one.per_example["rank"][0]
+    np.testing.assert_array_equal(whole.topk[i], one.topk[0])
+  long = lens >= 3
+  assert whole.groups["long"]["recall@3"] == pytest.approx(
+      float(np.mean(whole.per_example["recall@3"][long])))
+
+
 def test_group_helpers():
   g = E.history_length_groups(np.array([[0] * 12, [1] + [0] * 11, [1] * 4 + [0] * 8,
                                         [1] * 7 + [0] * 5, [1] * 12]))

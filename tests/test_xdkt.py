@@ -92,6 +92,26 @@ def test_packed_rows_equal_unpacked():
     np.testing.assert_allclose(fused[0, sl], alone[0], rtol=1e-5, atol=1e-5)
 
 
+def test_scoring_reads_the_full_forward_at_the_last_token():
+  """SASRecModel.score on the full method (users' source fused in; last-position-only final
+  block; bucketed width) equals the training-form forward read at each row's last token."""
+  m = _module(layers=2)
+  v = _variables(m)
+  hist = np.array([[3, 4, 5, 0], [7, 0, 0, 0], [0, 0, 0, 0], [1, 2, 3, 4]], np.int32)
+  hmask = (hist > 0).astype(np.int8)
+  hmask[3] = 1
+  users = np.array([1, 3, 0, 5], np.int32)
+  model = sasrec.SASRecModel(m, v["params"], {"consts": v["consts"]}, N_ITEMS, np.zeros(0), {})
+  got = model.score({"hist": hist, "hist_mask": hmask, "user": users})
+  tok, mask = sasrec.score_inputs(hist, hmask, n_items=N_ITEMS, max_len=10)
+  ub = jnp.broadcast_to(jnp.asarray(users)[:, None], tok.shape)
+  fused, items, *_ = m.apply(v, tok, mask, seg_users_BxS=ub[:, :1],
+                             seg_index_BxL=jnp.zeros_like(ub), method=m.forward)
+  last = mask.sum(1) - 1
+  want = np.asarray(fused)[np.arange(4), last] @ np.asarray(items).T
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_segment_users():
   data = {"users": np.array([[5, 5, 9, 9, 0], [4, 4, 4, 0, 0]], np.int32),
           "mask": np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], np.int8),

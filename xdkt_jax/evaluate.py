@@ -2,6 +2,10 @@
 
 Batches have one fixed shape (the last one is padded with copies of row 0 and its padded rows
 dropped from the results), so a jitted scorer and the jitted ranking step compile once.
+Examples are batched in order of input-history length (results come back in the caller's
+order): a batch then holds histories of similar length, so a sequence scorer can run at the
+width of its longest history (SASRecModel buckets widths) instead of padding every user to
+max_len.  Scores must depend on the row only, never on the batch it came in.
 
 Already-seen items: with `exclude="history"` (default) the example's target-domain input history
 (`hist`/`hist_mask`) is removed from the ranking — standard for next-item prediction under
@@ -119,11 +123,19 @@ def _embedding_step(user_repr_BxD, item_emb_NxD, target_B, hist_BxL, hist_mask_B
 
 # ---------------------------------------------------------------------------------------------
 
-def _padded_batches(arrays: Mapping[str, np.ndarray], batch_size: int):
-  """Fixed-shape batches (+ 'example_mask'); yields (batch, n_valid)."""
+def length_order(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+  """Row order by input-history length (stable); identity when there is no history."""
+  n = len(arrays["target"])
+  if "hist_mask" not in arrays:
+    return np.arange(n)
+  return np.argsort(np.asarray(arrays["hist_mask"]).astype(bool).sum(1), kind="stable")
+
+
+def _padded_batches(arrays: Mapping[str, np.ndarray], batch_size: int, order: np.ndarray):
+  """Fixed-shape batches (+ 'example_mask') over rows `order`; yields (batch, n_valid)."""
   n = len(arrays["target"])
   for lo in range(0, n, batch_size):
-    idx = np.arange(lo, min(lo + batch_size, n))
+    idx = order[lo:min(lo + batch_size, n)]
     n_valid = len(idx)
     idx = np.concatenate([idx, np.zeros(batch_size - n_valid, idx.dtype)])
     batch = {k: np.asarray(v)[idx] for k, v in arrays.items()}
@@ -165,7 +177,8 @@ def evaluate(*, score_fn: Callable[[dict], object], arrays: Mapping[str, np.ndar
   k, ks = _check_args(arrays, exclude, ks, n_items)
   iv, ip = _device_or_none(item_vectors), _device_or_none(item_popularity)
   outs = []
-  for batch, n_valid in _padded_batches(arrays, batch_size):
+  order = length_order(arrays)
+  for batch, n_valid in _padded_batches(arrays, batch_size, order):
     scores = score_fn(batch)
     if tuple(np.shape(scores)) != (batch_size, n_items):
       raise ValueError(f"evaluate: score_fn returned shape {np.shape(scores)}, expected "
@@ -173,7 +186,7 @@ def evaluate(*, score_fn: Callable[[dict], object], arrays: Mapping[str, np.ndar
     h, hm = _hist(batch)
     outs.append((_full_step(scores, batch["target"], h, hm, iv, ip, k=k, ks=ks,
                             use_exclusion=exclude == "history"), n_valid))
-  return _finish(outs, arrays, n_items, ks, groups)
+  return _finish(outs, arrays, n_items, ks, groups, order)
 
 
 def evaluate_embeddings(*, user_repr_fn: Callable[[dict], object], item_emb_NxD,
@@ -191,22 +204,26 @@ def evaluate_embeddings(*, user_repr_fn: Callable[[dict], object], item_emb_NxD,
   iv, ip = _device_or_none(item_vectors), _device_or_none(item_popularity)
   chunk = int(min(chunk, n_items))
   outs = []
-  for batch, n_valid in _padded_batches(arrays, batch_size):
+  order = length_order(arrays)
+  for batch, n_valid in _padded_batches(arrays, batch_size, order):
     h, hm = _hist(batch)
     outs.append((_embedding_step(user_repr_fn(batch), emb, batch["target"], h, hm, iv, ip,
                                  k=k, ks=ks, chunk=chunk,
                                  use_exclusion=exclude == "history"), n_valid))
-  return _finish(outs, arrays, n_items, ks, groups)
+  return _finish(outs, arrays, n_items, ks, groups, order)
 
 
-def _finish(outs, arrays, n_items, ks, groups) -> EvalResult:
+def _finish(outs, arrays, n_items, ks, groups, order) -> EvalResult:
   """Fetches all batches at once (device work overlapped host batching), trims padding,
-  reduces."""
+  puts rows back in the caller's order, reduces."""
   outs = [(jax.device_get(o), nv) for o, nv in outs]
   n = len(arrays["target"])
   if outs:
-    topk = np.concatenate([o[0][:nv] for o, nv in outs])
-    per = {name: np.concatenate([o[1][name][:nv] for o, nv in outs]) for name in outs[0][0][1]}
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    topk = np.concatenate([o[0][:nv] for o, nv in outs])[inverse]
+    per = {name: np.concatenate([o[1][name][:nv] for o, nv in outs])[inverse]
+           for name in outs[0][0][1]}
   else:
     topk = np.zeros((0, 0), np.int32)
     per = {}

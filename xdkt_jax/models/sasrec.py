@@ -83,16 +83,19 @@ def _layer_norm(name):
 class CausalSelfAttention(nn.Module):
   """Multi-head self-attention via jax.nn.dot_product_attention (fused kernels where the
   backend has them).  No dropout on the attention probabilities (that API has none); the
-  block drops the attention output instead."""
+  block drops the attention output instead.  `q_BxQxD` (default: x itself) are the query
+  positions, attending over the keys/values of x: scoring needs the last position only."""
   heads: int
 
   @nn.compact
-  def __call__(self, x_BxLxD, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, mask_Bx1xQxL, q_BxQxD=None):
     d = x_BxLxD.shape[-1]
     k = d // self.heads
     proj = lambda n: self.param(n, _part(_INIT, ("embed", "heads", "kv")), (d, self.heads, k))
-    q, kk, v = (jnp.einsum("bld,dhk->blhk", x_BxLxD, proj(n)) for n in ("query", "key", "value"))
-    out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xLxL)
+    q_in = x_BxLxD if q_BxQxD is None else q_BxQxD
+    q = jnp.einsum("bld,dhk->blhk", q_in, proj("query"))
+    kk, v = (jnp.einsum("bld,dhk->blhk", x_BxLxD, proj(n)) for n in ("key", "value"))
+    out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xQxL)
     wo = self.param("out", _part(_INIT, ("heads", "kv", "embed")), (self.heads, k, d))
     return jnp.einsum("blhk,hkd->bld", out, wo)
 
@@ -104,7 +107,9 @@ class Block(nn.Module):
   norm: str  # 'pre' | 'post'
 
   @nn.compact
-  def __call__(self, x, mask, *, deterministic: bool):
+  def __call__(self, x, mask, *, deterministic: bool, last_B=None):
+    """[B, L, D] → [B, L, D]; with `last_B` (one position per row) only that position's
+    output is computed, [B, 1, D] (mask is then [B, 1, 1, L])."""
     d = x.shape[-1]
     drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)
     attn = CausalSelfAttention(self.heads, name="attn")
@@ -117,10 +122,12 @@ class Block(nn.Module):
       return nn.Dense(d, kernel_init=_part(_INIT, ("mlp", "embed")),
                       bias_init=_part(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
 
+    pick = lambda h: h if last_B is None else jnp.take_along_axis(h, last_B[:, None, None], 1)
     if self.norm == "pre":
-      x = x + drop(attn(ln1(x), mask))
+      hx = ln1(x)
+      x = pick(x) + drop(attn(hx, mask, None if last_B is None else pick(hx)))
       return x + drop(ffn(ln2(x)))
-    x = ln1(x + drop(attn(x, mask)))
+    x = ln1(pick(x) + drop(attn(x, mask, None if last_B is None else pick(x))))
     return ln2(x + drop(ffn(x)))
 
 
@@ -183,12 +190,14 @@ class SASRec(nn.Module):
     return self.fuse(self.item_table, text) if self.fusion == "gate" else self.item_table + text
 
   def encode(self, tokens_BxL, mask_BxL, items_NxD, *, segments_BxL=None, positions_BxL=None,
-             deterministic: bool = True):
+             deterministic: bool = True, last_B=None):
     """Causal hidden states [B, L, D]; position t sees tokens ≤ t only.
 
     With `segments_BxL` (packed rows: several sequences per row, ids 1, 2, …) a token also
     sees only its own segment, and `positions_BxL` restart at 0 per segment, so a packed row
-    computes exactly what its sequences would compute unpacked.
+    computes exactly what its sequences would compute unpacked.  With `last_B` (scoring) only
+    that position of each row comes out, [B, 1, D]: the last block computes its query, FFN and
+    output there alone (the keys and values still cover every position).
     """
     length = tokens_BxL.shape[1]
     if length > self.max_len:
@@ -201,19 +210,24 @@ class SASRec(nn.Module):
     mask = valid[:, None, None, :] & jnp.tril(jnp.ones((length, length), bool))[None, None]
     if segments_BxL is not None:
       mask = mask & (segments_BxL[:, None, :, None] == segments_BxL[:, None, None, :])
-    for blk in self.blocks:
-      x = blk(x, mask, deterministic=deterministic)
+    for i, blk in enumerate(self.blocks):
+      if last_B is not None and i == len(self.blocks) - 1:
+        row = jnp.take_along_axis(mask, last_B[:, None, None, None], axis=2)   # [B, 1, 1, L]
+        x = blk(x, row, deterministic=deterministic, last_B=last_B)
+      else:
+        x = blk(x, mask, deterministic=deterministic)
     if self.norm == "pre":
       x = self.out_ln(x)
     return x
 
   def __call__(self, tokens_BxL, mask_BxL, *, users_BxL=None, segments_BxL=None,
-               positions_BxL=None, deterministic: bool = True):
-    """(hidden_BxLxD, items_NxD).  `users_BxL` is unused here (models/xdkt.py reads it)."""
+               positions_BxL=None, deterministic: bool = True, last_B=None):
+    """(hidden_BxLxD, items_NxD); [B, 1, D] at `last_B` only when given.  `users_BxL` is
+    unused here (models/xdkt.py reads it)."""
     del users_BxL
     items = self.item_repr(deterministic=deterministic)
     h = self.encode(tokens_BxL, mask_BxL, items, segments_BxL=segments_BxL,
-                    positions_BxL=positions_BxL, deterministic=deterministic)
+                    positions_BxL=positions_BxL, deterministic=deterministic, last_B=last_B)
     return h, items
 
 
@@ -288,23 +302,39 @@ def pack_windows(windows: dict, *, max_len: int, max_segments: int = 0) -> dict:
   return out
 
 
+def bucket_width(length: int, max_len: int, smallest: int = 8) -> int:
+  """The scoring width for a batch whose longest token sequence is `length`: the next power of
+  two ≥ `smallest`, capped at max_len.  A causal model with right padding computes the same
+  state at the last real token at any width ≥ its length, so bucketing is exact; a handful of
+  widths keeps the jitted scorer to a handful of traces."""
+  w = smallest
+  while w < length:
+    w *= 2
+  return min(w, max_len)
+
+
 def score_inputs(hist_BxH: np.ndarray, hist_mask_BxH: np.ndarray, *, n_items: int,
-                 max_len: int):
-  """Eval histories (right-padded, most recent last) → model tokens [B, max_len] + mask.
+                 max_len: int, bucket: bool = False):
+  """Eval histories (right-padded, most recent last) → model tokens [B, W] + mask.
 
   A history shorter than its array width H is complete, so it starts with BOS; a full-width
   one may have been truncated, so it does not.  Keeps the most recent max_len tokens.
+  W = max_len, or with `bucket` the `bucket_width` of the batch's longest sequence (the
+  evaluator batches histories in length order, so most batches are far narrower than max_len).
   """
   hist, m = np.asarray(hist_BxH), np.asarray(hist_mask_BxH).astype(bool)
   b, h = hist.shape
   lens = m.sum(1)
-  tokens = np.zeros((b, max_len), np.int32)
-  mask = np.zeros((b, max_len), np.int8)
+  seqs = []
   for r in range(b):
     seq = hist[r][m[r]]
     if lens[r] < h:
       seq = np.concatenate([[n_items], seq])
-    seq = seq[-max_len:]
+    seqs.append(seq[-max_len:])
+  width = bucket_width(max((len(q) for q in seqs), default=1), max_len) if bucket else max_len
+  tokens = np.zeros((b, width), np.int32)
+  mask = np.zeros((b, width), np.int8)
+  for r, seq in enumerate(seqs):
     tokens[r, :len(seq)], mask[r, :len(seq)] = seq, 1
   return tokens, mask
 
@@ -332,9 +362,10 @@ class SASRecModel:
     @jax.jit
     def user_and_items(params, extra, tokens, mask, users):
       users = None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
-      h, items = module.apply(_variables(params, extra), tokens, mask, users_BxL=users)
       last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
-      return jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0], items
+      h, items = module.apply(_variables(params, extra), tokens, mask, users_BxL=users,
+                              last_B=last)
+      return h[:, 0], items
 
     @jax.jit
     def scores(params, extra, tokens, mask, users):   # one dispatch: B×N stays on device
@@ -352,7 +383,7 @@ class SASRecModel:
   def user_repr(self, batch):
     """[B, D] hidden state at the last real token (the BOS state for an empty history)."""
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
-                                max_len=self.module.max_len)
+                                max_len=self.module.max_len, bucket=True)
     return self._user_and_items(self.params, self.extra, tokens, mask,
                                 self._users(batch, len(tokens)))[0]
 
@@ -363,7 +394,7 @@ class SASRecModel:
 
   def score(self, batch) -> np.ndarray:
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
-                                max_len=self.module.max_len)
+                                max_len=self.module.max_len, bucket=True)
     return np.asarray(self._scores(self.params, self.extra, tokens, mask,
                                    self._users(batch, len(tokens))), np.float32)
 
@@ -476,7 +507,6 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
             text_dropout=float(o.text_dropout))
   consts = {} if vectors is None else {"item_vectors": vectors}
   if transfer:
-    from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
     from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
     src = _source_inputs(ds, split, int(o.source_len), source_vectors,
                          need_vectors=(o.source_repr != "id"

@@ -139,12 +139,13 @@ class XDKTRec(sasrec.SASRec):
     return h + has[..., None].astype(h.dtype) * g * z
 
   def forward(self, tokens_BxL, mask_BxL, *, seg_users_BxS, seg_index_BxL, segments_BxL=None,
-              positions_BxL=None, deterministic: bool = True):
+              positions_BxL=None, deterministic: bool = True, last_B=None):
     """(fused states [B, L, D], items [N, D], unfused states, z per segment [B, S, D],
-    has per segment [B, S])."""
+    has per segment [B, S]).  With `last_B` the states are [B, 1, D] at that position
+    (`seg_index_BxL` is then [B, 1])."""
     items = self.item_repr(deterministic=deterministic)
     h = self.encode(tokens_BxL, mask_BxL, items, segments_BxL=segments_BxL,
-                    positions_BxL=positions_BxL, deterministic=deterministic)
+                    positions_BxL=positions_BxL, deterministic=deterministic, last_B=last_B)
     z_s, has_s = self.user_knowledge(seg_users_BxS, deterministic=deterministic)
     idx = jnp.clip(seg_index_BxL, 0, seg_users_BxS.shape[1] - 1)
     z = jnp.take_along_axis(z_s, idx[..., None], axis=1)
@@ -152,15 +153,16 @@ class XDKTRec(sasrec.SASRec):
     return self.fuse_user(h, z, has), items, h, z_s, has_s
 
   def __call__(self, tokens_BxL, mask_BxL, *, users_BxL=None, segments_BxL=None,
-               positions_BxL=None, deterministic: bool = True):
+               positions_BxL=None, deterministic: bool = True, last_B=None):
     """Scoring form: one user per row (users_BxL constant along the row)."""
     if users_BxL is None:
       raise ValueError("xdkt: the recommender needs the user ids (users_BxL)")
     if self.align == "adversarial" and self.is_initializing():
       self.domain_clf(jnp.zeros((1, self.hidden)))   # create its params (used by the loss only)
+    seg_index = jnp.zeros_like(tokens_BxL if last_B is None else tokens_BxL[:, :1])
     out = self.forward(tokens_BxL, mask_BxL, seg_users_BxS=users_BxL[:, :1],
-                       seg_index_BxL=jnp.zeros_like(tokens_BxL), segments_BxL=segments_BxL,
-                       positions_BxL=positions_BxL, deterministic=deterministic)
+                       seg_index_BxL=seg_index, segments_BxL=segments_BxL,
+                       positions_BxL=positions_BxL, deterministic=deterministic, last_B=last_B)
     return out[0], out[1]
 
   def item_alignment(self, rng, n: int, *, lam: float, deterministic: bool = True):
