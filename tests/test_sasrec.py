@@ -145,6 +145,19 @@ def test_scoring_at_last_position_and_bucketed_width_is_exact(norm):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_dropout_rate_scale_and_determinism():
+  x = jnp.ones((64, 50, 37))
+  d = align.Dropout(0.2)
+  y = np.asarray(d.apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)}))
+  kept = y > 0
+  assert abs(1 - kept.mean() - 51 / 256) < 0.005           # the rate, quantised to 1/256
+  np.testing.assert_allclose(y[kept], 256 / 205, rtol=1e-6)   # inverted: E[y] = x
+  y2 = d.apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)})
+  assert not np.array_equal(np.asarray(y2) > 0, kept)        # a new key, a new mask
+  np.testing.assert_array_equal(d.apply({}, x, deterministic=True), x)
+  np.testing.assert_array_equal(align.Dropout(0.0).apply({}, x, deterministic=False), x)
+
+
 def test_align_modules_shapes_and_gate():
   x = jax.random.normal(jax.random.PRNGKey(0), (5, 12))
   for mod in (align.Whitening(8), align.MoEAdaptor(8, n_experts=3), align.LinearMapping(8),

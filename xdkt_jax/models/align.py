@@ -6,6 +6,7 @@ with ID embeddings.
   LinearMapping  x W + c                           EMCDR's linear source→target mapping
   MLPMapping     MLP with tanh                     EMCDR's MLP mapping
   GatedFusion    g = σ(W[a;b] + c); g·a + (1−g)·b  ID + knowledge fusion
+  Dropout        inverted dropout, rate quantised to 1/256 (a quarter of nn.Dropout's random bits)
 
 Params carry logical axis names; the input (knowledge) width has none, since it is small and
 comes from elsewhere (an LM's hidden size), so it is replicated.
@@ -24,6 +25,27 @@ def _part(init, axes):
   return nn.with_logical_partitioning(init, axes)
 
 
+class Dropout(nn.Module):
+  """Inverted dropout with the drop rate quantised to 1/256: one 32-bit random word gives
+  four elements' bytes.  On CPU the random bits are what dropout costs (threefry), and this
+  draws a quarter of them: ~2.2x faster per site than nn.Dropout's float32 bernoulli
+  (benchmarks/RESULTS.md).  rate 0.2 drops 51/256 = 0.199 of the elements."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, *, deterministic: bool):
+    cut = int(round(self.rate * 256))
+    if deterministic or cut == 0:
+      return x
+    if cut >= 256:
+      return jnp.zeros_like(x)
+    n = x.size
+    words = jax.random.bits(self.make_rng("dropout"), ((n + 3) // 4,), jnp.uint32)
+    byte = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:n].reshape(x.shape)
+    keep = byte >= cut
+    return jnp.where(keep, x * (256.0 / (256 - cut)), jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
 class Whitening(nn.Module):
   """(x − b) W: a learnable centring and linear map.
 
@@ -40,7 +62,7 @@ class Whitening(nn.Module):
     b = self.param("bias", _part(nn.initializers.zeros, (None,)), (t,))
     w = self.param("kernel", _part(nn.initializers.lecun_normal(), (None, "embed")),
                    (t, self.features))
-    x = nn.Dropout(self.dropout)(x_NxT, deterministic=deterministic)
+    x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     return (x - b) @ w
 
 
@@ -64,7 +86,7 @@ class MoEAdaptor(nn.Module):
     w = self.param("kernel", _part(nn.initializers.lecun_normal(batch_axis=(0,)),
                                    (None, None, "embed")), (e, t, self.features))
     gate_w = self.param("gate", _part(nn.initializers.zeros, (None, None)), (t, e))
-    x = nn.Dropout(self.dropout)(x_NxT, deterministic=deterministic)
+    x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     d = self.features
     w_TxED = jnp.transpose(w, (1, 0, 2)).reshape(t, e * d)
     experts_NxExD = ((x @ w_TxED).reshape(*x.shape[:-1], e, d)

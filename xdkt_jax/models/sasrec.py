@@ -111,7 +111,7 @@ class Block(nn.Module):
     """[B, L, D] → [B, L, D]; with `last_B` (one position per row) only that position's
     output is computed, [B, 1, D] (mask is then [B, 1, 1, L])."""
     d = x.shape[-1]
-    drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    drop = lambda h: align.Dropout(self.dropout)(h, deterministic=deterministic)
     attn = CausalSelfAttention(self.heads, name="attn")
     ln1, ln2 = _layer_norm("attn_ln"), _layer_norm("mlp_ln")
 
@@ -172,7 +172,7 @@ class SASRec(nn.Module):
     self.pos = self.param("pos_embedding", _part(_INIT, ("pos", "embed")),
                           (self.max_len, self.hidden))
     self.in_ln = _layer_norm("in_ln")
-    self.in_drop = nn.Dropout(self.dropout)
+    self.in_drop = align.Dropout(self.dropout)
     self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, name=f"block_{i}")
                    for i in range(self.layers)]
     if self.norm == "pre":
