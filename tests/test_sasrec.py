@@ -196,6 +196,26 @@ def test_train_step_compiles_once(world):
   chex.clear_trace_counter()
 
 
+def test_scorer_compiles_once_per_width_bucket(world):
+  """Evaluation over many batches traces the scorer once per bucketed width (8 and max_len
+  12 here), the ranking step once, and a second pass traces nothing."""
+  ds, splits = world
+  sp = splits["warm"]
+  n = ds.domains["Movies"].n_items
+  m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=TINY)
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12)
+  lens = arr["hist_mask"].sum(1)
+  assert lens.min() < 7 and lens.max() >= 8     # both widths occur
+  before, full = sasrec.TRACE_COUNTS["score"], E.TRACE_COUNTS["full"]
+  run = lambda: E.evaluate(score_fn=m.score, arrays=arr, n_items=n, batch_size=16)
+  first = run()
+  assert sasrec.TRACE_COUNTS["score"] - before == 2
+  assert E.TRACE_COUNTS["full"] - full == 1
+  second = run()
+  assert sasrec.TRACE_COUNTS["score"] - before == 2 and E.TRACE_COUNTS["full"] - full == 1
+  np.testing.assert_array_equal(first.per_example["rank"], second.per_example["rank"])
+
+
 def test_text_and_fused_modes_and_score_shape(world):
   ds, splits = world
   sp = splits["cold_start"]

@@ -51,7 +51,7 @@ from xdkt_jax.train import steps as steps_lib
 MODES = ("id", "text", "fused")
 
 # Incremented at trace time only: lets tests prove the train step compiles once per run.
-TRACE_COUNTS = {"loss": 0}
+TRACE_COUNTS = {"loss": 0, "score": 0}
 
 # steps > 0 overrides epochs.  `batch` counts PACKED rows of max_len tokens (~2.5 sequences
 # each here).  Chosen on the synthetic warm VALID split (NDCG@10): batch 64 at lr 3e-3 for 12
@@ -361,6 +361,7 @@ class SASRecModel:
 
     @jax.jit
     def user_and_items(params, extra, tokens, mask, users):
+      TRACE_COUNTS["score"] += 1
       users = None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
       last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
       h, items = module.apply(_variables(params, extra), tokens, mask, users_BxL=users,
