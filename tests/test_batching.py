@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -97,3 +98,61 @@ def test_global_arrays_on_fake_devices():
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                      timeout=120)
   assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-2000:]
+
+
+_WORKER = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, numpy as np
+    from jax.sharding import Mesh
+    from xdkt_jax.data.batching import Batcher, to_global
+    from xdkt_jax.train.writers import maybe_initialize_distributed
+    pid, port = int(sys.argv[1]), sys.argv[2]
+    assert maybe_initialize_distributed(dict(multihost=True, num_processes=2, process_id=pid,
+                                             coordinator_address=f"localhost:{port}"))
+    mesh = Mesh(np.array(jax.devices()).reshape(4, 1), ("data", "fsdp"))
+    arr = {"x": np.arange(64, dtype=np.float32).reshape(32, 2)}
+    b = Batcher(arr, 8, seed=0, process_index=jax.process_index(),
+                process_count=jax.process_count())
+    out = {"process": jax.process_index(), "devices": jax.device_count(), "steps": []}
+    for step in (0, 3):
+      local = b.batch_at(step)
+      g = to_global(local, mesh)
+      total = float(jax.block_until_ready(jax.jit(lambda x: (x * x).sum())(g["x"])))
+      out["steps"].append({"local": local["x"][:, 0].tolist(), "shape": list(g["x"].shape),
+                           "sum_sq": total})
+    print("RESULT " + json.dumps(out), flush=True)
+    jax.distributed.shutdown()
+  """)
+
+
+def test_two_real_processes_each_read_their_slice():
+  """Two processes joined by jax.distributed (gloo on CPU): each builds only its half of the
+  global batch, the halves are disjoint and make up the one-process batch, and a jitted
+  reduction over the assembled global array sees all of it on both."""
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = str(s.getsockname()[1])
+  procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(i), port], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  results = []
+  for p in procs:
+    out, err = p.communicate(timeout=180)
+    line = [x for x in out.splitlines() if x.startswith("RESULT ")]
+    assert p.returncode == 0 and line, err[-2000:]
+    results.append(json.loads(line[0][len("RESULT "):]))
+  arr = {"x": np.arange(64, dtype=np.float32).reshape(32, 2)}
+  full = Batcher(arr, 8, seed=0, process_index=0, process_count=1)
+  assert sorted(r["process"] for r in results) == [0, 1]
+  assert all(r["devices"] == 4 for r in results)
+  for i, step in enumerate((0, 3)):
+    want = full.batch_at(step)["x"]
+    halves = [r["steps"][i]["local"] for r in sorted(results, key=lambda r: r["process"])]
+    assert all(len(h) == 4 for h in halves)
+    assert not set(halves[0]) & set(halves[1])
+    assert halves[0] + halves[1] == want[:, 0].tolist()
+    for r in results:
+      assert r["steps"][i]["shape"] == [8, 2]
+      assert r["steps"][i]["sum_sq"] == float((want * want).sum())

@@ -93,6 +93,12 @@ def maybe_initialize_distributed(cfg) -> bool:
     return False
   kwargs = {k: get(k) for k in ('coordinator_address', 'num_processes',
                                 'process_id') if get(k) is not None}
+  # Cross-process collectives on the CPU backend (local multi-process runs and tests) need
+  # gloo; accelerators ignore this setting.
+  try:
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  except (AttributeError, ValueError):  # an older jax without the option
+    pass
   jax.distributed.initialize(**kwargs)
   logging.info('jax.distributed: process %d/%d, %d global devices.',
                jax.process_index(), jax.process_count(), jax.device_count())
