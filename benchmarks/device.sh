@@ -4,6 +4,8 @@
 #   2. encoder.py, bf16: MLM train step + item embedding, MiniLM   -> encoder_minilm.json
 #   3. the same for BERT-base                                      -> encoder_bert_base.json
 #   4. the bare layer stack (forward, forward+backward), both      -> layers_*.json
+#   5. the recommender train step (roofline.py SASRec rows, bf16 blocks, float32 L_f) at the
+#      synthetic, Scientific and a 100k-item catalogue shape                -> recommender.json
 # Each run is its own process with its own timeout, so one failure keeps the others' results.
 # Weights are random (speed does not depend on their values): no weights package, no internet.
 # Needs only jax (CUDA), flax, optax, numpy.  Run from anywhere:
@@ -11,6 +13,7 @@
 # PYTHON=... picks the interpreter (default python3).  Extra XLA_FLAGS from the caller are kept.
 # PEAK_ARGS / ENC_ARGS append flags (a CPU smoke test of this script:
 #   PYTHON=.venv/bin/python PEAK_ARGS="--sizes 256" ENC_ARGS="--steps 1 --batch 2 --embed-batch 2" \
+#   REC_ARGS="--batch 4 --seq 8 --hidden 16 --mlp 32 --n-items 50 --steps 1 --peak-sizes 256" \
 #   OUT=/tmp/dev_smoke bash benchmarks/device.sh ).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,6 +65,13 @@ run 70 layers_minilm "${enc[@]}" --config minilm --layers-only --out "$out/layer
 run 70 layers_bert_base "${enc[@]}" --config bert_base --layers-only \
   --out "$out/layers_bert_base.json"
 
+peak_kv=()
+if [ -n "$peak" ]; then peak_kv=(--peak "bfloat16=$peak"); fi
+run 120 recommender "$py" benchmarks/roofline.py --sasrec-dtype bfloat16 --encoder none \
+  --batch 64,48,256 --hidden 64,300,300 --mlp 128,256,1024 --n-items 1000,4385,100000 \
+  "${peak_kv[@]}" ${REC_ARGS:-} --json
+grep -h '"bench": "roofline"' "$log" | tail -1 > "$out/recommender.json" || true
+
 say ""
 say "=== summary (bf16; MFU against the measured peak above)"
 "$py" - "$out" <<'PY' 2>&1 | tee -a "$log"
@@ -74,7 +84,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
     continue
   if rec.get("bench") == "peak_flops":
     peak = rec["peak_flops_per_s"]
-  rows += rec.get("rows", [])
+  for r in rec.get("rows", []):
+    rows.append(dict(r, config=f"rec D={r['hidden']}") if r.get("model") == "sasrec" else r)
 print(f"peak bf16 matmul: {peak / 1e12:.2f} TFLOP/s" if peak else "peak: missing")
 print(f"{'config':10s} {'mode':15s} {'batch':>6s} {'ms/call':>8s} {'tokens/s':>12s} "
       f"{'items/s':>10s} {'TFLOP/s':>8s} {'MFU':>6s} {'compile+1st s':>13s}")

@@ -22,9 +22,9 @@ dropout and the optimizer are not counted, so MFU slightly under-states the work
 
 MFU = FLOPs / median step time / peak.  The peak is *measured* by
 ``benchmarks/peak_flops.measure_peak`` (best square matmul through this jax, same dtype): the
-SASRec rows always divide by the float32 peak (the model has no compute-dtype knob; on GPUs
-XLA's default float32 precision may use TF32, and the measured peak then includes it), the
-encoder rows by the peak of ``--dtype``.  Step times: ``encoder.timed_calls`` -- warm-up calls
+SASRec rows divide by the peak of ``--sasrec-dtype`` (the blocks' compute dtype; float32 by
+default; on GPUs XLA's default float32 precision may use TF32, and the measured peak then
+includes it), the encoder rows by the peak of ``--dtype``.  Step times: ``encoder.timed_calls`` -- warm-up calls
 (the first compiles), then ``--steps`` calls each ended by ``block_until_ready``; median kept.
 
   .venv/bin/python benchmarks/roofline.py                    # CPU defaults (estimated, not yet
@@ -108,14 +108,14 @@ def packed_rows(seed: int, *, batch: int, seq: int, n_items: int, segments: int)
           "example_mask": np.ones(batch, bool)}
 
 
-def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0):
+def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0, dtype: str = "float32"):
   """(step, state, batch_sharding): the jitted step exactly as train_sasrec makes it (id
   mode, no transfer), from sasrec.DEFAULTS overridden by `size`."""
   o = dict(sasrec.DEFAULTS, **{k: v for k, v in size.items() if k in sasrec.DEFAULTS},
            dropout=dropout)
   module = sasrec.SASRec(n_items=size["n_items"], hidden=o["hidden"], layers=o["layers"],
                          heads=o["heads"], mlp=o["mlp"], max_len=size["seq"],
-                         dropout=o["dropout"], norm=o["norm"], mode="id")
+                         dropout=o["dropout"], norm=o["norm"], mode="id", dtype=dtype)
   dummy = (jnp.zeros((1, size["seq"]), jnp.int32), jnp.ones((1, size["seq"]), jnp.int8))
   init_fn = lambda rng: module.init(rng, *dummy, users_BxL=None)
   opt_cfg = dict(lr=float(o["lr"]), schedule="constant", weight_decay=float(o["weight_decay"]),
@@ -136,9 +136,9 @@ def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0):
 
 
 def bench_sasrec(size: dict, *, segments: int, dropout: float, steps: int, warmup: int,
-                 n_inputs: int = 3):
+                 n_inputs: int = 3, dtype: str = "float32"):
   """encoder.timed_calls over the SASRec step; returns (first_s, median_s, times, extra)."""
-  step, state, batch_sharding = build_sasrec_step(size, dropout=dropout)
+  step, state, batch_sharding = build_sasrec_step(size, dropout=dropout, dtype=dtype)
   batches = [mesh_lib.shard_batch(packed_rows(i, batch=size["batch"], seq=size["seq"],
                                               n_items=size["n_items"], segments=segments),
                                   batch_sharding) for i in range(n_inputs)]
@@ -168,13 +168,13 @@ def sasrec_sizes(args) -> list[dict]:
   return [{k: (v[0] if len(v) == 1 else v[i]) for k, v in lists.items()} for i in range(n_rows)]
 
 
-def sasrec_row(size: dict, result, peak: float, segments: int) -> dict:
+def sasrec_row(size: dict, result, peak: float, segments: int, dtype: str = "float32") -> dict:
   first, med, times, extra = result
   fl = sasrec_flops(batch=size["batch"], seq=size["seq"], hidden=size["hidden"],
                     layers=size["layers"], mlp=size["mlp"], n_items=size["n_items"])
   label = (f"B={size['batch']} L={size['seq']} D={size['hidden']} layers={size['layers']} "
            f"F={size['mlp']} N={size['n_items']}")
-  return {"model": "sasrec", "config": label, "mode": "train", "dtype": "float32",
+  return {"model": "sasrec", "config": label, "mode": "train", "dtype": dtype,
           **size, "segments": segments, "median_s": med, "first_call_s": first,
           "times_s": [round(t, 6) for t in times], "flops": fl,
           "flops_per_call": fl["train"], "achieved_flops_per_s": fl["train"] / med,
@@ -279,6 +279,8 @@ def main(argv=None):
   g.add_argument("--segments", type=int, default=2, help="windows packed per row")
   g.add_argument("--dropout", type=float, default=float(sasrec.DEFAULTS["dropout"]))
   g.add_argument("--no-sasrec", action="store_true", help="skip the SASRec rows")
+  g.add_argument("--sasrec-dtype", default="float32", choices=["float32", "bfloat16"],
+                 help="the blocks' compute dtype (SASRec dtype; L_f stays float32)")
   e = ap.add_argument_group("encoder (benchmarks/encoder.py)")
   e.add_argument("--encoder", default=ENCODER_DEFAULT,
                  help="comma list of config:mode (mode train | layers_fwd_bwd); 'none' skips")
@@ -306,15 +308,16 @@ def main(argv=None):
   print(f"backend={jax.default_backend()} device={dev.device_kind} count={jax.device_count()} "
         f"jax={jax.__version__} flax={flax.__version__} machine={platform.machine()}",
         flush=True)
-  dtypes = (["float32"] if sizes else []) + ([args.dtype] if specs else [])
+  dtypes = ([args.sasrec_dtype] if sizes else []) + ([args.dtype] if specs else [])
   peaks = get_peaks(list(dict.fromkeys(dtypes)), args)
 
   rows = []
   print(header(), flush=True)
   for size in sizes:
     res = bench_sasrec(size, segments=args.segments, dropout=args.dropout, steps=args.steps,
-                       warmup=args.warmup)
-    rows.append(sasrec_row(size, res, peaks["float32"], args.segments))
+                       warmup=args.warmup, dtype=args.sasrec_dtype)
+    rows.append(sasrec_row(size, res, peaks[args.sasrec_dtype], args.segments,
+                           args.sasrec_dtype))
     print(format_row(rows[-1]), flush=True)
   for name, mode in specs:
     rows.append(bench_encoder(name, mode, args, peaks[args.dtype]))

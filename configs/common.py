@@ -92,7 +92,8 @@ def sequential_config() -> mlc.ConfigDict:
   return mlc.ConfigDict(dict(hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2,
                              lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
                              num_negatives=100, adaptor="whitening", n_experts=8,
-                             fusion="gate"))
+                             fusion="gate",
+                             dtype="float32"))  # 'bfloat16' on GPU/TPU: the blocks' compute
 
 
 def recommend_config() -> mlc.ConfigDict:

@@ -62,7 +62,7 @@ DEFAULTS = dict(
     hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
     epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
     num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
-    text_dropout=0.1, pack=True, seed=None,
+    text_dropout=0.1, pack=True, seed=None, dtype="float32",
     # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
     align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
     adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
@@ -75,8 +75,8 @@ def _part(init, axes):
   return nn.with_logical_partitioning(init, axes)
 
 
-def _layer_norm(name):
-  return nn.LayerNorm(epsilon=1e-6, scale_init=_part(nn.initializers.ones, ("embed",)),
+def _layer_norm(name, dtype=jnp.float32):
+  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, scale_init=_part(nn.initializers.ones, ("embed",)),
                       bias_init=_part(nn.initializers.zeros, ("embed",)), name=name)
 
 
@@ -86,18 +86,20 @@ class CausalSelfAttention(nn.Module):
   block drops the attention output instead.  `q_BxQxD` (default: x itself) are the query
   positions, attending over the keys/values of x: scoring needs the last position only."""
   heads: int
+  dtype: Any = jnp.float32   # compute dtype (params stay float32)
 
   @nn.compact
   def __call__(self, x_BxLxD, mask_Bx1xQxL, q_BxQxD=None):
     d = x_BxLxD.shape[-1]
     k = d // self.heads
-    proj = lambda n: self.param(n, _part(_INIT, ("embed", "heads", "kv")), (d, self.heads, k))
+    proj = lambda n: self.param(n, _part(_INIT, ("embed", "heads", "kv")),
+                                (d, self.heads, k)).astype(self.dtype)
     q_in = x_BxLxD if q_BxQxD is None else q_BxQxD
     q = jnp.einsum("bld,dhk->blhk", q_in, proj("query"))
     kk, v = (jnp.einsum("bld,dhk->blhk", x_BxLxD, proj(n)) for n in ("key", "value"))
     out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xQxL)
     wo = self.param("out", _part(_INIT, ("heads", "kv", "embed")), (self.heads, k, d))
-    return jnp.einsum("blhk,hkd->bld", out, wo)
+    return jnp.einsum("blhk,hkd->bld", out, wo.astype(self.dtype))
 
 
 class Block(nn.Module):
@@ -105,6 +107,7 @@ class Block(nn.Module):
   mlp: int
   dropout: float
   norm: str  # 'pre' | 'post'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask, *, deterministic: bool, last_B=None):
@@ -112,14 +115,14 @@ class Block(nn.Module):
     output is computed, [B, 1, D] (mask is then [B, 1, 1, L])."""
     d = x.shape[-1]
     drop = lambda h: align.Dropout(self.dropout)(h, deterministic=deterministic)
-    attn = CausalSelfAttention(self.heads, name="attn")
-    ln1, ln2 = _layer_norm("attn_ln"), _layer_norm("mlp_ln")
+    attn = CausalSelfAttention(self.heads, dtype=self.dtype, name="attn")
+    ln1, ln2 = _layer_norm("attn_ln", self.dtype), _layer_norm("mlp_ln", self.dtype)
 
     def ffn(h):
-      h = nn.Dense(self.mlp, kernel_init=_part(_INIT, ("embed", "mlp")),
+      h = nn.Dense(self.mlp, dtype=self.dtype, kernel_init=_part(_INIT, ("embed", "mlp")),
                    bias_init=_part(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
       h = drop(nn.relu(h))  # SASRec's ReLU; gelu's erf/tanh was 1/3 of a CPU step
-      return nn.Dense(d, kernel_init=_part(_INIT, ("mlp", "embed")),
+      return nn.Dense(d, dtype=self.dtype, kernel_init=_part(_INIT, ("mlp", "embed")),
                       bias_init=_part(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
 
     pick = lambda h: h if last_B is None else jnp.take_along_axis(h, last_B[:, None, None], 1)
@@ -147,6 +150,8 @@ class SASRec(nn.Module):
   n_experts: int = 8
   fusion: str = "gate"        # 'gate' | 'sum'
   text_dropout: float = 0.1
+  dtype: str = "float32"      # compute dtype of the transformer blocks ('bfloat16' on
+                              # accelerators); params, item table and L_f stay float32
 
   def setup(self):
     if self.mode not in MODES:
@@ -171,12 +176,14 @@ class SASRec(nn.Module):
     self.bos = self.param("bos", _part(_INIT, ("embed",)), (self.hidden,))
     self.pos = self.param("pos_embedding", _part(_INIT, ("pos", "embed")),
                           (self.max_len, self.hidden))
-    self.in_ln = _layer_norm("in_ln")
+    cdt = jnp.dtype(self.dtype)
+    self.in_ln = _layer_norm("in_ln", cdt)
     self.in_drop = align.Dropout(self.dropout)
-    self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, name=f"block_{i}")
+    self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, dtype=cdt,
+                         name=f"block_{i}")
                    for i in range(self.layers)]
     if self.norm == "pre":
-      self.out_ln = _layer_norm("out_ln")
+      self.out_ln = _layer_norm("out_ln", cdt)
 
   def item_repr(self, *, deterministic: bool = True):
     """[N, D] item representations, the output embedding of L_f."""
@@ -218,7 +225,7 @@ class SASRec(nn.Module):
         x = blk(x, mask, deterministic=deterministic)
     if self.norm == "pre":
       x = self.out_ln(x)
-    return x
+    return x.astype(jnp.float32)   # L_f's logits over the catalogue in float32
 
   def __call__(self, tokens_BxL, mask_BxL, *, users_BxL=None, segments_BxL=None,
                positions_BxL=None, deterministic: bool = True, last_B=None):
@@ -505,7 +512,7 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
             dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
             text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
             n_experts=int(o.n_experts), fusion=str(o.fusion),
-            text_dropout=float(o.text_dropout))
+            text_dropout=float(o.text_dropout), dtype=str(o.dtype))
   consts = {} if vectors is None else {"item_vectors": vectors}
   if transfer:
     from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
