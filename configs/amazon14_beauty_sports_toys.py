@@ -2,6 +2,9 @@
 
 Reads ../shared/data/amazon14_beauty_sports_toys (or $XDKT_SHARED_DATA/...).
   xdkt run --config=configs/amazon14_beauty_sports_toys.py --workdir=runs/bst
+Every domain is ranked in turn with the other two as its sources (leave-one-out per domain;
+no domain's held-out items train anywhere): runs/bst/targets/<domain>/ holds each target's
+recommend / evaluate / report, runs/bst/results.json and report.md the summary.
 """
 
 from configs import common

@@ -90,3 +90,25 @@ def test_unknown_method_is_a_one_line_error(tmp_path, capsys):
   assert p.returncode == 2
   err = p.stderr.strip().splitlines()
   assert len(err) == 1 and "sasrecc" in err[0] and "unknown method" in err[0], p.stderr
+
+
+def test_multi_domain_ranks_every_domain_with_the_others_as_sources(tmp_path):
+  """protocol=multi_domain: each domain is a target in turn (its own recommend / evaluate /
+  report under targets/<domain>/), the others its sources; one summary at the top."""
+  argv = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+          f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.protocol=multi_domain",
+          "--config.recommend.methods=xdkt,target_only,pop", "--config.recommend.seeds=1"]
+  assert cli.main(argv) == 0
+  wd = tmp_path / "run"
+  top = json.loads((wd / "results.json").read_text())
+  assert top["protocol"] == "multi_domain" and set(top["domains"]) == {"Books", "Movies"}
+  for d, other in (("Books", "Movies"), ("Movies", "Books")):
+    r = json.loads((wd / "targets" / d / "results.json").read_text())
+    assert r["targets"] == [d] and r["sources"] == [other]
+    assert set(r["metrics"]) == {"xdkt", "target_only", "pop"}
+    assert top["domains"][d]["metrics"]["xdkt"]["ndcg@10"] == r["metrics"]["xdkt"]["ndcg@10"]
+    assert "ndcg@10" in top["domains"][d]["transfer_gain"]
+    assert r["n_items"] == 120                       # configs/tiny.py: items per domain
+  md = (wd / "report.md").read_text()
+  assert "| Books |" in md and "| Movies |" in md and "| xdkt |" in md
+  assert {"recommend/Books", "recommend/Movies"} <= set(top["timings_s"])

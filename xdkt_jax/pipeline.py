@@ -152,6 +152,44 @@ def enable_compilation_cache(config) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _view_knowledge(knowledge, wd: Path, ds, view, stages):
+  """The extract stage's knowledge with user_has recomputed for a multi_domain target view
+  (users with training rows in the view's sources)."""
+  from xdkt_jax import knowledge as K  # pylint: disable=import-outside-toplevel
+  if "recommend" not in stages:
+    return knowledge
+  knowledge = knowledge if knowledge is not None else load_knowledge(wd)
+  _, has = K.user_knowledge(knowledge["item"], ds, view, mode="mean")
+  return {**knowledge, "user_has": has}
+
+
+def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, log, *,
+                 prev=None, lm_dir=None) -> None:
+  """recommend → evaluate → report for one target domain, in `wd`."""
+  wd.mkdir(parents=True, exist_ok=True)
+  if prev is None:
+    prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
+  runs = None
+  if "recommend" in stages:
+    if knowledge is None:
+      knowledge = load_knowledge(wd)
+    t = time.time()
+    runs = recommend_stage(config, wd, ds, split, knowledge, log)
+    timings["recommend"] = time.time() - t
+  stats_ = None
+  if "evaluate" in stages:
+    t = time.time()
+    stats_ = evaluate_stage(config, wd, runs, log)
+    timings["evaluate"] = time.time() - t
+  _write_json(wd / "timings.json", {**prev, **timings})
+  if "report" in stages:
+    t = time.time()
+    timings["report"] = 0.0
+    report_stage(config, wd, ds, tok, split, stats_, {**prev, **timings}, log, lm_dir=lm_dir)
+    timings["report"] = time.time() - t
+    _write_json(wd / "timings.json", {**prev, **timings})
+
+
 def run(config, workdir: str, log=print) -> dict:
   """Runs the configured stages in order; returns {stage: seconds}."""
   wd = Path(workdir).expanduser()
@@ -193,26 +231,35 @@ def run(config, workdir: str, log=print) -> dict:
     wp = pretrained_encoder(config, wd, wp)
     knowledge = extract_stage(config, wd, ds, tok, split, upstream, wp, log)
     timings["extract"] = time.time() - t
-  runs = None
-  if "recommend" in stages:
-    if knowledge is None:
-      knowledge = load_knowledge(wd)
-    t = time.time()
-    runs = recommend_stage(config, wd, ds, split, knowledge, log)
-    timings["recommend"] = time.time() - t
-  stats_ = None
-  if "evaluate" in stages:
-    t = time.time()
-    stats_ = evaluate_stage(config, wd, runs, log)
-    timings["evaluate"] = time.time() - t
   prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
-  _write_json(wd / "timings.json", {**prev, **timings})
-  if "report" in stages:
-    t = time.time()
-    timings["report"] = 0.0
-    report_stage(config, wd, ds, tok, split, stats_, {**prev, **timings}, log)
-    timings["report"] = time.time() - t
+  if len(split.targets) > 1 and any(x in stages for x in ("recommend", "evaluate", "report")):
+    # multi_domain: every domain is ranked in turn with the others as its sources, each in
+    # <workdir>/targets/<domain>/ (recommend, evaluate, report), then one summary here.
+    from xdkt_jax import report  # pylint: disable=import-outside-toplevel
+    from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
+    domains = {}
+    for d in split.targets:
+      view = P.target_view(split, d)
+      log(f"multi_domain: target {d}, sources {view.sources}")
+      sub = {}
+      know_d = _view_knowledge(knowledge, wd, ds, view, stages)
+      _rank_stages(config, wd / "targets" / d, ds, tok, view, know_d, stages, sub, log,
+                   lm_dir=wd)
+      timings.update({f"{k}/{d}": v for k, v in sub.items()})
+      path = wd / "targets" / d / "results.json"
+      if path.exists():
+        r = json.loads(path.read_text())
+        domains[d] = {k: r[k] for k in ("metrics", "transfer_gain", "warnings", "sources",
+                                        "n_test", "n_items") if k in r}
     _write_json(wd / "timings.json", {**prev, **timings})
+    if "report" in stages and domains:
+      summary = {"config": json.loads(config.to_json_best_effort()),
+                 "dataset": data_stats.dataset_stats(ds, tok), "protocol": split.protocol,
+                 "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings}}
+      files = report.write_multi_domain(wd, summary)
+      log(f"report: {', '.join(str(wd / f) for f in files)}")
+  else:
+    _rank_stages(config, wd, ds, tok, split, knowledge, stages, timings, log, prev=prev)
   return timings
 
 
@@ -314,9 +361,9 @@ def load_knowledge(wd: Path) -> dict:
 
 def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> dict:
   from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
-  if len(split.targets) != 1:
+  if len(split.targets) != 1:   # pipeline.run passes multi_domain one target view at a time
     raise ValueError(f"stage 'recommend' ranks one target domain; the split has "
-                     f"{split.targets} (set data.target_domain)")
+                     f"{split.targets} (protocols.target_view makes one)")
   target = split.targets[0]
   ctx = recommend.Context(ds=ds, split=split, target=target, config=config,
                           item_knowledge=knowledge["item"],
@@ -363,7 +410,8 @@ def _lm_curves(wd: Path) -> dict:
   return curves
 
 
-def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print) -> None:
+def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *,
+                 lm_dir: Path | None = None) -> None:
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
   if stats_ is None:
@@ -372,7 +420,7 @@ def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print) -
       raise ValueError(f"{wd}: no finished evaluate stage; add 'evaluate' to config.stages")
     stats_ = json.loads(path.read_text())
   runs = json.loads((wd / "recommend" / "runs.json").read_text())
-  curves = _lm_curves(wd)
+  curves = _lm_curves(lm_dir or wd)
   for name in ("xdkt", "target_only", "sasrec", "unisrec_style"):
     if name in runs and runs[name][0].get("train_losses"):
       curves[name] = runs[name][0]["train_losses"]

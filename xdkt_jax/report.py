@@ -262,3 +262,40 @@ def write(out_dir: Path, results: dict, curves: dict, views: dict | None) -> lis
   (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
   (out_dir / "report.md").write_text(markdown(results))
   return ["results.json", "report.md"] + plots(out_dir, results, curves, views)
+
+
+def multi_domain_markdown(summary: dict) -> str:
+  """The multi_domain run's top-level report: one row per evaluated domain (the others are its
+  sources), linking each domain's full report."""
+  lines = ["# xdkt report — multi_domain", "",
+           f"Every domain ranked in turn, the other domains as its sources "
+           f"({', '.join(summary['targets'])}).  Full reports: targets/<domain>/report.md.", ""]
+  for d, r in summary["domains"].items():
+    for w in r.get("warnings", []):
+      lines += [f"> **{d}: {w}**", ""]
+  lines += ["## NDCG@10 / Recall@10 per target domain (mean [95% CI])", ""]
+  methods = list(dict.fromkeys(m for r in summary["domains"].values() for m in r["metrics"]))
+  lines.append("| method | " + " | ".join(f"{d} ndcg@10 | {d} recall@10"
+                                          for d in summary["domains"]) + " |")
+  lines.append("|---" * (2 * len(summary["domains"]) + 1) + "|")
+  for n in methods:
+    cells = []
+    for r in summary["domains"].values():
+      m = r["metrics"].get(n, {})
+      cells += [_cell(m.get("ndcg@10")), _cell(m.get("recall@10"))]
+    lines.append(f"| {n} | " + " | ".join(cells) + " |")
+  lines += ["", "## Transfer gain xdkt − target_only, NDCG@10", "",
+            "| target | gain | 95% CI | p |", "|---|---|---|---|"]
+  for d, r in summary["domains"].items():
+    g = r["transfer_gain"].get("ndcg@10")
+    if g:
+      lines.append(f"| {d} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]"
+                   f" | {g['p_value']:.2g} |")
+  return "\n".join(lines + [""])
+
+
+def write_multi_domain(out_dir: Path, summary: dict) -> list[str]:
+  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+  (out_dir / "report.md").write_text(multi_domain_markdown(summary))
+  return ["results.json", "report.md"]

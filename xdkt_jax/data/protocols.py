@@ -84,6 +84,23 @@ class Split:
     return h.hexdigest()[:16]
 
 
+def target_view(split: Split, target: str) -> Split:
+  """One evaluated domain of a multi_domain split, the others as its sources.
+
+  The training rows are the multi_domain split's own for every domain, so a source domain's
+  held-out valid/test items stay out of the source histories too: nothing evaluated anywhere
+  trains anywhere.  Used by the recommend stage to rank each domain in turn.
+  """
+  if target not in split.eval:
+    raise ValueError(f"target_view: {target!r} is not an evaluated domain of the split "
+                     f"({sorted(split.eval)})")
+  sources = [d for d in split.targets if d != target] + \
+      [d for d in split.sources if d != target]
+  return Split(split.protocol, split.k, [target], sources, dict(split.train_rows),
+               {target: split.eval[target]}, split.dataset_fingerprint, dict(split.info),
+               {d: u for d, u in split.eval_users.items() if d == target})
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-user views of a domain.
 
