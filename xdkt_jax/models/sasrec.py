@@ -561,8 +561,10 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
       pass
 
   t0 = time.time()
+  # Host batches come from a background thread, two ahead (no checkpoint here, so the
+  # step-indexed resumable source is not needed).
   result = loop_lib.train_loop(
-      state=state, train_step=step, data=loop_lib.StepIndexedData(batcher.batch_at),
+      state=state, train_step=step, data=batcher.iterate(0, total, prefetch=2),
       rng=k_train, total_steps=total, batch_sharding=batch_sharding, writer=_Writer(),
       log_every=1, progress=False, handle_sigterm=False)
   seconds = time.time() - t0
