@@ -76,7 +76,8 @@ def _part(init, axes):
 
 
 def _layer_norm(name, dtype=jnp.float32):
-  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, scale_init=_part(nn.initializers.ones, ("embed",)),
+  return nn.LayerNorm(epsilon=1e-6, dtype=dtype,
+                      scale_init=_part(nn.initializers.ones, ("embed",)),
                       bias_init=_part(nn.initializers.zeros, ("embed",)), name=name)
 
 
