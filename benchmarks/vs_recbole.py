@@ -12,7 +12,9 @@ xdkt, recbole, then recbole, xdkt, ... for --reps rounds, so drift in machine lo
 both.  Peak RSS is the child's ru_maxrss from os.wait4.  Flags this script does not know
 (--hidden, --batch, --lr, ...) go to both children unchanged; see either child for what each
 number means (the xdkt side's training time excludes compile; both eval times are a second,
-steady-state pass).
+steady-state pass).  Evaluation batches are each side's own: RecBole its --eval-batch (4,096,
+its default), xdkt at most --xdkt-eval-batch rows (256, the project default), in
+history-length order with bucketed widths (benchmarks/peers/xdkt_sasrec.py).
 
 Prints a table, then `peak_rss_mb xdkt=.. recbole=..` and, last, exactly one line:
   RATIO train_throughput=<xdkt/recbole> eval_speed=<recbole_s/xdkt_s> recall10_xdkt=<r>
