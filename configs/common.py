@@ -102,6 +102,7 @@ def recommend_config() -> mlc.ConfigDict:
       seeds=3,                     # every trained method runs once per seed 0..seeds-1
       eval_part="test",            # valid | test
       eval_batch_size=256,
+      workers=1,                   # (method, seed) runs at once, in threads (one device only)
       ks="5,10,20,50",
       sequential=sequential_config(),
       # The full method's own terms (models/xdkt.py).

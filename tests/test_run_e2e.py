@@ -112,3 +112,18 @@ def test_multi_domain_ranks_every_domain_with_the_others_as_sources(tmp_path):
   md = (wd / "report.md").read_text()
   assert "| Books |" in md and "| Movies |" in md and "| xdkt |" in md
   assert {"recommend/Books", "recommend/Movies"} <= set(top["timings_s"])
+
+
+def test_runs_in_worker_threads_give_the_same_numbers(tiny_run, tmp_path):
+  """recommend.workers=2 runs (method, seed) pairs two at a time in threads; every number is
+  the one the sequential run produced."""
+  tmp, _ = tiny_run
+  argv = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+          f"--config.data.cache_dir={tmp / 'cache'}", "--config.recommend.workers=2",
+          "--config.recommend.methods=xdkt,target_only,pop"]
+  assert cli.main(argv) == 0
+  seq = json.loads((tmp / "run" / "results.json").read_text())["metrics"]
+  par = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+  for m in ("xdkt", "target_only", "pop"):
+    for k in ("ndcg@10", "recall@10", "mrr@50"):
+      assert par[m][k]["per_seed"] == seq[m][k]["per_seed"], (m, k)

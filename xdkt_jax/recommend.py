@@ -27,12 +27,14 @@ metrics), summary.json and DONE (fingerprint of its inputs), so a rerun skips fi
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from xdkt_jax import evaluate as evaluate_lib
@@ -183,11 +185,24 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
   popularity = item_popularity(ctx.ds, ctx.split, ctx.target)   # the same for every run
   groups = eval_groups(ctx, arrays)
-  results = {}
+  jobs = []
   for name in parse_methods(rc.methods):
     own = rc.xdkt.to_json() if name == "xdkt" else ""   # the method's own settings
-    results[name] = [run_one(name, s, ctx, out_dir / name / f"seed_{s}", arrays,
-                             fp=f"{fp}|{name}|{s}|{own}", popularity=popularity,
-                             groups=groups)
-                     for s in seeds_for(name, int(rc.seeds))]
+    jobs += [(name, s, f"{fp}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
+  run = lambda job: run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
+                            fp=job[2], popularity=popularity, groups=groups)
+  workers = int(rc.get("workers", 1))
+  if workers > 1 and jax.device_count() == 1:
+    # Independent (method, seed) runs in threads (the numbers are identical to a sequential
+    # run: tests/test_run_e2e.py).  On the 2-core CPU two default-sized SASRec loops at once
+    # were only 1.12x a sequential pair (benchmarks/RESULTS.md), so the default is 1; hosts
+    # with more cores than one small model can use gain more.  One device only: sharded
+    # steps from several threads could interleave their collectives.
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      summaries = list(pool.map(run, jobs))
+  else:
+    summaries = [run(job) for job in jobs]
+  results: dict[str, list[dict]] = {}
+  for job, summary in zip(jobs, summaries):
+    results.setdefault(job[0], []).append(summary)
   return results
