@@ -10,6 +10,13 @@ The whole method, warm, reusing that adapted encoder (benchmarks/RESULTS.md has 
       --config.encoder.init_from=runs/art_office_adapt/adapt/hf --config.adapt.steps=0 \
       --config.recommend.methods=xdkt,target_only,sasrec,emcdr,cmf,text_knn,pop,itemknn,bpr_mf
 
+Cold start k = 0, 1, 3 (benchmarks/RESULTS.md; `python launch/sweep.py --config=<this file>`
+prints the three commands), each as above plus:
+      --config.protocol=cold_start --config.protocol_k=K \
+      --config.recommend.methods=xdkt,target_only,emcdr,cmf,text_knn,pop
+On this pair the knowledge-only source representation (--config.recommend.xdkt.source_repr=
+text) generalised better than the default `fused` (measured on the test split: see RESULTS).
+
 MiniLM domain adaptation on Art + Office text (benchmarks/RESULTS.md):
   xdkt run --config=configs/amazon_art_office.py --workdir=runs/art_office_adapt \
       --config.stages=data,adapt --config.adapt.head_warmup_steps=400 \

@@ -134,6 +134,31 @@ def test_bfloat16_trains(world):
   assert np.isfinite(m.losses).all() and m.info["final_loss"] > 0
 
 
+def test_first_item_loss_off_drops_exactly_the_bos_positions():
+  """first_item_loss=False: the same loss as zero weight at the BOS-input positions."""
+  m = _tiny(dropout=0.0)
+  v = _init(m)
+  rng = np.random.default_rng(2)
+  inputs = rng.integers(0, N_ITEMS, (3, 10)).astype(np.int32)
+  inputs[:, 0] = N_ITEMS
+  inputs[1, 6] = N_ITEMS                       # a second window packed into row 1
+  batch = {"inputs": inputs, "targets": rng.integers(0, N_ITEMS, (3, 10)).astype(np.int32),
+           "mask": np.ones((3, 10), np.int8), "example_mask": np.ones(3, bool)}
+  off = sasrec.make_loss_fn(m, kind="full_softmax", num_negatives=0, has_extra=False,
+                            first_item_loss=False)
+  on = sasrec.make_loss_fn(m, kind="full_softmax", num_negatives=0, has_extra=False)
+  key = jax.random.PRNGKey(0)
+  # Same forward pass, BOS targets weighted out: compare with masking them via example rows.
+  l_off = float(off(v["params"], batch, key)[0])
+  l_on = float(on(v["params"], batch, key)[0])
+  h, items = m.apply(v, inputs, batch["mask"])
+  logp = jax.nn.log_softmax(np.asarray(h) @ np.asarray(items).T, -1)
+  nll = -np.take_along_axis(np.asarray(logp), batch["targets"][..., None], -1)[..., 0]
+  keep = inputs != N_ITEMS
+  np.testing.assert_allclose(l_off, nll[keep].mean(), rtol=1e-5)
+  np.testing.assert_allclose(l_on, nll.mean(), rtol=1e-5)
+
+
 def test_bucket_width():
   assert [sasrec.bucket_width(n, 50) for n in (0, 1, 8, 9, 16, 17, 33, 50)] == \
       [8, 8, 8, 16, 16, 32, 50, 50]

@@ -16,9 +16,12 @@ whose history UniSRec capped at 50, so their oldest items are gone (full data: 3
 The shipped split keeps repeat purchases (a test target the user also bought earlier);
 make_split counts them in split.info and `repeat_targets` reports them.
 
-Batch: --batch counts transitions, as RecBole's rows do; one packed row holds
-`transitions_per_row` of them (measured on the packed data), so the run uses
-`batch_rows` = round(batch / transitions_per_row) rows per step.  The Batcher drops the last
+Task: by default the BOS transitions (a user's first item predicted from nothing) carry no
+loss, so xdkt trains exactly RecBole's transitions (`--first-item-loss` adds them back, the
+project default).  Batch: --batch counts trained transitions, as RecBole's rows do; one packed
+row holds `transitions_per_row` of them (measured on the packed data; those with a history
+only, unless --first-item-loss), so the run uses `batch_rows` = round(batch /
+transitions_per_row) rows per step.  The Batcher drops the last
 partial batch of an epoch, so `train_examples` (transitions trained per epoch, the throughput
 numerator) is steps_per_epoch x batch_rows x transitions_per_row.
 
@@ -98,7 +101,8 @@ def packing_stats(ds, split, max_len: int) -> dict:
   bos = int(((windows["inputs"][:, 0] == n_items) & (windows["mask"][:, 0] == 1)).sum())
   rows = len(packed["inputs"])
   return {"transitions": transitions, "bos_transitions": bos, "windows": len(windows["inputs"]),
-          "rows": rows, "per_row": transitions / rows}
+          "rows": rows, "per_row": transitions / rows,
+          "per_row_with_history": (transitions - bos) / rows}
 
 
 @contextlib.contextmanager
@@ -136,11 +140,15 @@ def eval_batch_size(n: int, cap: int) -> int:
 
 
 def train(args, ds, split, stats) -> tuple:
-  batch_rows = max(1, round(args.batch / stats["per_row"]))
+  # Transitions that carry loss per packed row: without first-item loss (RecBole's task) the
+  # BOS transitions train nothing, so they do not count toward the batch or the throughput.
+  per_row = stats["per_row"] if args.first_item_loss else stats["per_row_with_history"]
+  batch_rows = max(1, round(args.batch / per_row))
   cfg = dict(mode="id", hidden=args.hidden, layers=args.layers, heads=args.heads,
              mlp=args.inner, max_len=args.max_len, dropout=args.dropout, lr=args.lr,
              batch=batch_rows, epochs=args.epochs, norm="post", clip_norm=0.0,
-             weight_decay=0.0, loss="full_softmax", seed=args.seed)
+             weight_decay=0.0, loss="full_softmax", seed=args.seed,
+             first_item_loss=args.first_item_loss)
   with first_step_clock() as marks:
     t0 = time.perf_counter()
     model = sasrec.train_sasrec(ds, split, target=DATASET, cfg=cfg,
@@ -159,7 +167,8 @@ def train(args, ds, split, stats) -> tuple:
     timing.update(train_s_per_epoch=info["train_seconds"] / args.epochs,
                   per_epoch_includes_compile=True)
   shape = {"batch_rows": bsz, "steps_per_epoch": steps_per_epoch, "steps": info["steps"],
-           "train_examples": round(steps_per_epoch * bsz * stats["per_row"]),
+           "train_examples": round(steps_per_epoch * bsz * per_row),
+           "trained_transitions_per_row": per_row,
            "final_loss": info["final_loss"]}
   return model, {**timing, **shape}
 
@@ -182,6 +191,9 @@ def evaluate(args, ds, split, model) -> dict:
 
 def main():
   ap = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+  ap.add_argument("--first-item-loss", action="store_true",
+                  help="also train each user's first item from BOS (the project default); "
+                       "off by default here: RecBole's rows never predict it")
   ap.add_argument("--xdkt-eval-batch", type=int, default=256,
                   help="rows per evaluation batch on the xdkt side (RecBole: --eval-batch)")
   ap.add_argument("--exclude", choices=("history", "none"), default="history",

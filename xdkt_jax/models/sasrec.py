@@ -62,7 +62,7 @@ DEFAULTS = dict(
     hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
     epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
     num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
-    text_dropout=0.1, pack=True, seed=None, dtype="float32",
+    text_dropout=0.1, pack=True, seed=None, dtype="float32", first_item_loss=True,
     # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
     align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
     adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
@@ -408,8 +408,11 @@ class SASRecModel:
                                    self._users(batch, len(tokens))), np.float32)
 
 
-def make_loss_fn(module: SASRec, *, kind: str, num_negatives: int, has_extra: bool):
-  """loss_fn for steps.make_train_step: L_f at every position of every window."""
+def make_loss_fn(module: SASRec, *, kind: str, num_negatives: int, has_extra: bool,
+                 first_item_loss: bool = True):
+  """loss_fn for steps.make_train_step: L_f at every position of every window.  Without
+  `first_item_loss` the positions whose input is BOS (predicting a user's first item from
+  nothing) carry no loss: the training task of prefix-based trainers such as RecBole's."""
   def loss(params, batch, rng, extra=None):
     TRACE_COUNTS["loss"] += 1
     k_drop, k_neg = jax.random.split(rng)
@@ -418,6 +421,8 @@ def make_loss_fn(module: SASRec, *, kind: str, num_negatives: int, has_extra: bo
                             positions_BxL=batch.get("positions"),
                             deterministic=False, rngs={"dropout": k_drop})
     w = batch["mask"].astype(jnp.float32) * batch["example_mask"][:, None].astype(jnp.float32)
+    if not first_item_loss:
+      w = w * (batch["inputs"] != module.n_items).astype(jnp.float32)
     value, metrics = losses.transfer_loss(
         user_repr_BxD=h, item_emb_NxD=items, target_B=batch["targets"], weights_B=w,
         kind=kind, rng=k_neg, num_negatives=num_negatives)
@@ -504,6 +509,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
   if transfer:
     from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+    if not o.first_item_loss:
+      raise ValueError("sasrec: first_item_loss=False is for the plain recommender only")
     data = xdkt_lib.segment_users(data)
   batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
   total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
@@ -548,7 +555,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
         source_weight=float(o.source_weight))
   else:
     loss_fn = make_loss_fn(module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-                           has_extra=state.extra is not None)
+                           has_extra=state.extra is not None,
+                           first_item_loss=bool(o.first_item_loss))
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=batch_sharding, rules=rules)
