@@ -155,12 +155,12 @@ def enable_compilation_cache(config) -> None:
 def _view_knowledge(knowledge, wd: Path, ds, view, stages):
   """The extract stage's knowledge with user_has recomputed for a multi_domain target view
   (users with training rows in the view's sources)."""
-  from xdkt_jax import knowledge as K  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import inputs  # pylint: disable=import-outside-toplevel
   if "recommend" not in stages:
     return knowledge
   knowledge = knowledge if knowledge is not None else load_knowledge(wd)
-  _, has = K.user_knowledge(knowledge["item"], ds, view, mode="mean")
-  return {**knowledge, "user_has": has}
+  offsets, _ = inputs.source_sequences(ds, view)
+  return {**knowledge, "user_has": np.diff(offsets) > 0}
 
 
 def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, log, *,
