@@ -190,6 +190,35 @@ def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, l
     _write_json(wd / "timings.json", {**prev, **timings})
 
 
+def _multi_domain_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, prev,
+                         log) -> None:
+  """multi_domain: every domain is ranked in turn with the others as its sources, each in
+  <workdir>/targets/<domain>/ (recommend, evaluate, report), then one summary in <workdir>."""
+  from xdkt_jax import report  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
+  domains = {}
+  for d in split.targets:
+    view = P.target_view(split, d)
+    log(f"multi_domain: target {d}, sources {view.sources}")
+    sub = {}
+    know_d = _view_knowledge(knowledge, wd, ds, view, stages)
+    _rank_stages(config, wd / "targets" / d, ds, tok, view, know_d, stages, sub, log,
+                 lm_dir=wd)
+    timings.update({f"{k}/{d}": v for k, v in sub.items()})
+    path = wd / "targets" / d / "results.json"
+    if path.exists():
+      r = json.loads(path.read_text())
+      domains[d] = {k: r[k] for k in ("metrics", "transfer_gain", "warnings", "sources",
+                                      "n_test", "n_items") if k in r}
+  _write_json(wd / "timings.json", {**prev, **timings})
+  if "report" in stages and domains:
+    summary = {"config": json.loads(config.to_json_best_effort()),
+               "dataset": data_stats.dataset_stats(ds, tok), "protocol": split.protocol,
+               "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings}}
+    files = report.write_multi_domain(wd, summary)
+    log(f"report: {', '.join(str(wd / f) for f in files)}")
+
+
 def run(config, workdir: str, log=print) -> dict:
   """Runs the configured stages in order; returns {stage: seconds}."""
   wd = Path(workdir).expanduser()
@@ -233,31 +262,7 @@ def run(config, workdir: str, log=print) -> dict:
     timings["extract"] = time.time() - t
   prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
   if len(split.targets) > 1 and any(x in stages for x in ("recommend", "evaluate", "report")):
-    # multi_domain: every domain is ranked in turn with the others as its sources, each in
-    # <workdir>/targets/<domain>/ (recommend, evaluate, report), then one summary here.
-    from xdkt_jax import report  # pylint: disable=import-outside-toplevel
-    from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
-    domains = {}
-    for d in split.targets:
-      view = P.target_view(split, d)
-      log(f"multi_domain: target {d}, sources {view.sources}")
-      sub = {}
-      know_d = _view_knowledge(knowledge, wd, ds, view, stages)
-      _rank_stages(config, wd / "targets" / d, ds, tok, view, know_d, stages, sub, log,
-                   lm_dir=wd)
-      timings.update({f"{k}/{d}": v for k, v in sub.items()})
-      path = wd / "targets" / d / "results.json"
-      if path.exists():
-        r = json.loads(path.read_text())
-        domains[d] = {k: r[k] for k in ("metrics", "transfer_gain", "warnings", "sources",
-                                        "n_test", "n_items") if k in r}
-    _write_json(wd / "timings.json", {**prev, **timings})
-    if "report" in stages and domains:
-      summary = {"config": json.loads(config.to_json_best_effort()),
-                 "dataset": data_stats.dataset_stats(ds, tok), "protocol": split.protocol,
-                 "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings}}
-      files = report.write_multi_domain(wd, summary)
-      log(f"report: {', '.join(str(wd / f) for f in files)}")
+    _multi_domain_stages(config, wd, ds, tok, split, knowledge, stages, timings, prev, log)
   else:
     _rank_stages(config, wd, ds, tok, split, knowledge, stages, timings, log, prev=prev)
   return timings

@@ -257,11 +257,15 @@ def plots(out_dir: Path, results: dict, curves: dict[str, list[float]], views: d
   return written
 
 
-def write(out_dir: Path, results: dict, curves: dict, views: dict | None) -> list[str]:
+def _write_pair(out_dir: Path, results: dict, md: str) -> list[str]:
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
-  (out_dir / "report.md").write_text(markdown(results))
-  return ["results.json", "report.md"] + plots(out_dir, results, curves, views)
+  (out_dir / "report.md").write_text(md)
+  return ["results.json", "report.md"]
+
+
+def write(out_dir: Path, results: dict, curves: dict, views: dict | None) -> list[str]:
+  return _write_pair(out_dir, results, markdown(results)) + plots(out_dir, results, curves, views)
 
 
 def multi_domain_markdown(summary: dict) -> str:
@@ -295,7 +299,4 @@ def multi_domain_markdown(summary: dict) -> str:
 
 
 def write_multi_domain(out_dir: Path, summary: dict) -> list[str]:
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-  (out_dir / "report.md").write_text(multi_domain_markdown(summary))
-  return ["results.json", "report.md"]
+  return _write_pair(out_dir, summary, multi_domain_markdown(summary))
