@@ -60,6 +60,43 @@ def test_causal_output_at_t_ignores_later_items(norm):
   assert np.abs(np.asarray(h1[:, 5:] - h2[:, 5:])).max() > 1e-3
 
 
+def test_attention_dropout_path_exact_causal_and_drops():
+  """RecBole-style options: the explicit-softmax attention (taken in training when
+  attn_dropout > 0) equals the fused path when nothing is dropped, stays causal with dropout
+  on (same rng, so same masks), and does drop; gelu and inner_dropout=False change the FFN."""
+  rng = np.random.default_rng(1)
+  tok = rng.integers(0, N_ITEMS, size=(3, 10)).astype(np.int32)
+  mask = np.ones_like(tok)
+  mask[0, 7:] = 0
+  # attn_dropout 1e-9 quantises to no drop: the explicit path runs and must equal the fused one.
+  m = _tiny(norm="post", attn_dropout=1e-9)
+  v = _init(m)
+  explicit = m.apply(v, tok, mask, deterministic=False, rngs={"dropout": jax.random.PRNGKey(3)})
+  fused = m.apply(v, tok, mask)
+  np.testing.assert_allclose(explicit[0][0, :7], fused[0][0, :7], atol=2e-5)
+  np.testing.assert_allclose(explicit[0][1:], fused[0][1:], atol=2e-5)
+  m = _tiny(norm="post", attn_dropout=0.5)
+  v = _init(m)
+  f = lambda t: m.apply(v, t, mask, deterministic=False,
+                        rngs={"dropout": jax.random.PRNGKey(3)})[0]
+  tok2 = tok.copy()
+  tok2[:, 5:] = rng.integers(0, N_ITEMS, size=(3, 5))
+  np.testing.assert_allclose(f(tok)[:, :5], f(tok2)[:, :5], atol=1e-5)
+  assert np.abs(np.asarray(f(tok) - m.apply(v, tok, mask)[0])).max() > 1e-3
+  base = _tiny(norm="post")
+  vb = _init(base)
+  h_relu = base.apply(vb, tok, mask)[0]
+  h_gelu = _tiny(norm="post", act="gelu").apply(vb, tok, mask)[0]
+  assert np.abs(np.asarray(h_relu - h_gelu)).max() > 1e-4
+  train = lambda mod: mod.apply(vb, tok, mask, deterministic=False,
+                                rngs={"dropout": jax.random.PRNGKey(4)})[0]
+  assert np.abs(np.asarray(train(_tiny(norm="post", dropout=0.5))
+                           - train(_tiny(norm="post", dropout=0.5, inner_dropout=False)))
+                ).max() > 1e-4
+  with pytest.raises(ValueError, match="act must be"):
+    _init(_tiny(act="swish"))
+
+
 def test_padding_and_packing_invariance():
   m = _tiny()
   v = _init(m)

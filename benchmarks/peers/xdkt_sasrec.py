@@ -5,9 +5,11 @@ benchmarks/vs_recbole.py, with the same flags as benchmarks/peers/recbole_sasrec
       --data-dir ../shared/data/amazon_scientific --epochs 1
 
 Data: the project's own path (configs/amazon_scientific.py, data.load, protocols.make_split,
-the given split kept).  Training is `models.sasrec.train_sasrec` (mode id, post-LN as in
-RecBole's SASRec, CE over the full catalogue, no gradient clipping as in RecBole; no dropout on
-attention probabilities, which RecBole has).  It predicts every transition of a user's
+the given split kept).  Training is `models.sasrec.train_sasrec` (mode id, CE over the full
+catalogue) set up as RecBole's SASRec is: post-LN, gelu FFN without dropout after the
+activation, dropout on the attention probabilities (= --dropout), no gradient clipping
+(--act relu / --inner-dropout / --attn-dropout 0 give the project's own defaults; measured at
+2 epochs they move R@10 by < 0.001, benchmarks/RESULTS.md).  It predicts every transition of a user's
 training sequence in one causal pass, packs several users' windows into one row of max_len
 tokens, and also predicts each user's FIRST item from a learnt BOS, which RecBole's rows never
 do.  `train_transitions_with_history` (those minus the BOS ones) matches RecBole's train rows
@@ -89,13 +91,13 @@ def repeat_targets(ds, split, part: str = "test") -> int:
   return sum(int(t in items[offsets[u]:offsets[u + 1]]) for u, t in zip(es.user, es.target))
 
 
-def packing_stats(ds, split, max_len: int) -> dict:
+def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
   """The packed training rows train_sasrec will build (same functions, same arguments), to
   size the batch in rows from a batch in transitions."""
   n_items = ds.domains[DATASET].n_items
   offsets, items = protocols.train_sequences(ds, split, DATASET)
   windows = sasrec.training_windows(offsets, items, n_items=n_items, max_len=max_len)
-  packed = sasrec.pack_windows(windows, max_len=max_len)
+  packed = sasrec.pack_windows(windows, max_len=max_len) if pack else windows
   transitions = int(windows["mask"].astype(np.int64).sum())
   # A window whose first input is BOS predicts the user's first item from nothing.
   bos = int(((windows["inputs"][:, 0] == n_items) & (windows["mask"][:, 0] == 1)).sum())
@@ -148,7 +150,9 @@ def train(args, ds, split, stats) -> tuple:
              mlp=args.inner, max_len=args.max_len, dropout=args.dropout, lr=args.lr,
              batch=batch_rows, epochs=args.epochs, norm="post", clip_norm=0.0,
              weight_decay=0.0, loss="full_softmax", seed=args.seed,
-             first_item_loss=args.first_item_loss)
+             first_item_loss=args.first_item_loss, act=args.act,
+             attn_dropout=args.dropout if args.attn_dropout is None else args.attn_dropout,
+             inner_dropout=args.inner_dropout, pack=args.pack)
   with first_step_clock() as marks:
     t0 = time.perf_counter()
     model = sasrec.train_sasrec(ds, split, target=DATASET, cfg=cfg,
@@ -194,6 +198,15 @@ def main():
   ap.add_argument("--no-first-item-loss", dest="first_item_loss", action="store_false",
                   help="train RecBole's transitions only (no first item from BOS); measured "
                        "at 2 epochs: R@10 0.0399 vs 0.0417 with it (benchmarks/RESULTS.md)")
+  ap.add_argument("--act", choices=("relu", "gelu"), default="gelu",
+                  help="FFN activation (RecBole's SASRec: gelu; the project default: relu)")
+  ap.add_argument("--attn-dropout", type=float, default=None,
+                  help="dropout on attention probabilities (default: --dropout, as RecBole)")
+  ap.add_argument("--inner-dropout", action=argparse.BooleanOptionalAction, default=False,
+                  help="dropout after the FFN activation too (original SASRec; RecBole: no)")
+  ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
+                  help="pack several users' windows into one max_len row (default); "
+                       "--no-pack: one window a row, so a batch spans more users")
   ap.add_argument("--xdkt-eval-batch", type=int, default=256,
                   help="rows per evaluation batch on the xdkt side (RecBole: --eval-batch)")
   ap.add_argument("--exclude", choices=("history", "none"), default="history",
@@ -204,7 +217,7 @@ def main():
     t = time.perf_counter()
     ds, split = load_split(folder)
     load_s = time.perf_counter() - t
-  stats = packing_stats(ds, split, args.max_len)
+  stats = packing_stats(ds, split, args.max_len, pack=args.pack)
   model, tr = train(args, ds, split, stats)
   ev = evaluate(args, ds, split, model)
   out = {"impl": "xdkt", "train_s_per_epoch": tr.pop("train_s_per_epoch"),

@@ -63,6 +63,7 @@ DEFAULTS = dict(
     epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
     num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
     text_dropout=0.1, pack=True, seed=None, dtype="float32", first_item_loss=True,
+    act="relu", attn_dropout=0.0, inner_dropout=True,
     # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
     align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
     adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
@@ -82,15 +83,18 @@ def _layer_norm(name, dtype=jnp.float32):
 
 
 class CausalSelfAttention(nn.Module):
-  """Multi-head self-attention via jax.nn.dot_product_attention (fused kernels where the
-  backend has them).  No dropout on the attention probabilities (that API has none); the
-  block drops the attention output instead.  `q_BxQxD` (default: x itself) are the query
-  positions, attending over the keys/values of x: scoring needs the last position only."""
+  """Multi-head self-attention.  Without attention dropout it is jax.nn.dot_product_attention
+  (fused kernels where the backend has them); with `attn_dropout` > 0 in training it is the
+  explicit softmax(QKᵀ/√k + mask) with dropout on the probabilities (SASRec/RecBole's
+  attention dropout), which that API has no option for.  `q_BxQxD` (default: x itself) are
+  the query positions, attending over the keys/values of x: scoring needs the last position
+  only."""
   heads: int
   dtype: Any = jnp.float32   # compute dtype (params stay float32)
+  attn_dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x_BxLxD, mask_Bx1xQxL, q_BxQxD=None):
+  def __call__(self, x_BxLxD, mask_Bx1xQxL, q_BxQxD=None, *, deterministic: bool = True):
     d = x_BxLxD.shape[-1]
     k = d // self.heads
     proj = lambda n: self.param(n, _part(_INIT, ("embed", "heads", "kv")),
@@ -98,7 +102,14 @@ class CausalSelfAttention(nn.Module):
     q_in = x_BxLxD if q_BxQxD is None else q_BxQxD
     q = jnp.einsum("bld,dhk->blhk", q_in, proj("query"))
     kk, v = (jnp.einsum("bld,dhk->blhk", x_BxLxD, proj(n)) for n in ("key", "value"))
-    out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xQxL)
+    if deterministic or self.attn_dropout <= 0.0:
+      out = jax.nn.dot_product_attention(q, kk, v, mask=mask_Bx1xQxL)
+    else:
+      logits = jnp.einsum("bqhk,blhk->bhql", q, kk).astype(jnp.float32) / math.sqrt(k)
+      logits = jnp.where(mask_Bx1xQxL, logits, jnp.finfo(jnp.float32).min)
+      probs = align.Dropout(self.attn_dropout)(jax.nn.softmax(logits, axis=-1),
+                                               deterministic=False)
+      out = jnp.einsum("bhql,blhk->bqhk", probs.astype(self.dtype), v)
     wo = self.param("out", _part(_INIT, ("heads", "kv", "embed")), (self.heads, k, d))
     return jnp.einsum("blhk,hkd->bld", out, wo.astype(self.dtype))
 
@@ -109,6 +120,9 @@ class Block(nn.Module):
   dropout: float
   norm: str  # 'pre' | 'post'
   dtype: Any = jnp.float32
+  act: str = "relu"          # FFN activation: 'relu' (SASRec's) | 'gelu' (RecBole's default)
+  attn_dropout: float = 0.0  # dropout on the attention probabilities (RecBole: = dropout)
+  inner_dropout: bool = True  # dropout after the FFN activation (original SASRec; RecBole: no)
 
   @nn.compact
   def __call__(self, x, mask, *, deterministic: bool, last_B=None):
@@ -116,13 +130,17 @@ class Block(nn.Module):
     output is computed, [B, 1, D] (mask is then [B, 1, 1, L])."""
     d = x.shape[-1]
     drop = lambda h: align.Dropout(self.dropout)(h, deterministic=deterministic)
-    attn = CausalSelfAttention(self.heads, dtype=self.dtype, name="attn")
+    attn_mod = CausalSelfAttention(self.heads, dtype=self.dtype,
+                                   attn_dropout=self.attn_dropout, name="attn")
+    attn = lambda h, m, q: attn_mod(h, m, q, deterministic=deterministic)
+    act = {"relu": nn.relu, "gelu": nn.gelu}[self.act]
     ln1, ln2 = _layer_norm("attn_ln", self.dtype), _layer_norm("mlp_ln", self.dtype)
 
     def ffn(h):
       h = nn.Dense(self.mlp, dtype=self.dtype, kernel_init=_part(_INIT, ("embed", "mlp")),
                    bias_init=_part(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
-      h = drop(nn.relu(h))  # SASRec's ReLU; gelu's erf/tanh was 1/3 of a CPU step
+      h = act(h)  # SASRec's ReLU by default; gelu's tanh was 1/3 of a CPU step
+      h = drop(h) if self.inner_dropout else h
       return nn.Dense(d, dtype=self.dtype, kernel_init=_part(_INIT, ("mlp", "embed")),
                       bias_init=_part(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
 
@@ -153,6 +171,9 @@ class SASRec(nn.Module):
   text_dropout: float = 0.1
   dtype: str = "float32"      # compute dtype of the transformer blocks ('bfloat16' on
                               # accelerators); params, item table and L_f stay float32
+  act: str = "relu"           # FFN activation: 'relu' | 'gelu'
+  attn_dropout: float = 0.0   # dropout on attention probabilities (explicit softmax path)
+  inner_dropout: bool = True  # dropout after the FFN activation (RecBole's FFN has none)
 
   def setup(self):
     if self.mode not in MODES:
@@ -180,8 +201,11 @@ class SASRec(nn.Module):
     cdt = jnp.dtype(self.dtype)
     self.in_ln = _layer_norm("in_ln", cdt)
     self.in_drop = align.Dropout(self.dropout)
+    if self.act not in ("relu", "gelu"):
+      raise ValueError(f"sasrec: act must be 'relu' or 'gelu', got {self.act!r}")
     self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, dtype=cdt,
-                         name=f"block_{i}")
+                         act=self.act, attn_dropout=self.attn_dropout,
+                         inner_dropout=self.inner_dropout, name=f"block_{i}")
                    for i in range(self.layers)]
     if self.norm == "pre":
       self.out_ln = _layer_norm("out_ln", cdt)
@@ -520,7 +544,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
             dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
             text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
             n_experts=int(o.n_experts), fusion=str(o.fusion),
-            text_dropout=float(o.text_dropout), dtype=str(o.dtype))
+            text_dropout=float(o.text_dropout), dtype=str(o.dtype), act=str(o.act),
+            attn_dropout=float(o.attn_dropout), inner_dropout=bool(o.inner_dropout))
   consts = {} if vectors is None else {"item_vectors": vectors}
   if transfer:
     from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
