@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_train_harness as harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from xdkt_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from xdkt_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from xdkt_jax.train import optim as optim_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -44,6 +45,34 @@ def test_frozen_params_stay_bitwise_unchanged():
     assert np.array_equal(a, b), path
   assert not np.array_equal(before['wo']['kernel'], after['wo']['kernel'])
   assert not np.array_equal(before['head']['kernel'], after['head']['kernel'])
+
+
+def test_stop_frozen_gradients_same_trainable_grads_and_no_frozen_backward():
+  """The wrapper changes cost, not training: trainable grads equal the plain loss's, frozen
+  grads are exactly zero, and with everything below the head frozen the compiled gradient
+  does fewer FLOPs (XLA pruned the frozen backward)."""
+  init = harness.toy_init_fn()
+  params = jax.device_get(state_lib.unbox(init(jax.random.PRNGKey(0)))["params"])
+  batch = harness.toy_batch(0)
+  freeze = ['^wi/', '^embedding$', '^wo/']
+  plain = lambda p: _deterministic_loss(p, batch, None)[0]
+  wrapped_fn = optim_lib.stop_frozen_gradients(_deterministic_loss, freeze)
+  wrapped = lambda p: wrapped_fn(p, batch, None)[0]
+  assert float(plain(params)) == float(wrapped(params))
+  g0, g1 = jax.grad(plain)(params), jax.grad(wrapped)(params)
+  labels = optim_lib.freeze_labels_fn(freeze)(params)
+  for (path, a), b, lab in zip(jax.tree_util.tree_leaves_with_path(g0),
+                               jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(labels)):
+    if lab == 'frozen':
+      assert not np.any(np.asarray(b)), path
+    else:
+      np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7, err_msg=str(path))
+  assert any(lab == 'frozen' for lab in jax.tree_util.tree_leaves(labels))
+  flops = lambda f: jax.jit(jax.grad(f)).lower(params).compile().cost_analysis()
+  c0, c1 = flops(plain), flops(wrapped)
+  c0, c1 = (c[0] if isinstance(c, list) else c for c in (c0, c1))
+  assert c1['flops'] < c0['flops']
+  assert optim_lib.stop_frozen_gradients(_deterministic_loss, []) is _deterministic_loss
 
 
 def test_freeze_regex_that_matches_nothing_is_an_error():

@@ -260,8 +260,9 @@ def train_lm(config, stage_cfg, enc_cfg: EncoderConfig, init_params, corpus: Cor
   start_params = fresh().params if resumed.source == "workdir" else state.params
   nll_fn = make_nll_fn(model, special)
   before = perplexity_by_domain(nll_fn, start_params, corpus, batch_size=eval_bs, seed=seed)
+  loss_fn = optim.stop_frozen_gradients(make_loss_fn(model, special), freeze)
   step_fn = steps_lib.make_train_step(
-      make_loss_fn(model, special), tx, mesh=mesh, state_sharding=sharding,
+      loss_fn, tx, mesh=mesh, state_sharding=sharding,
       batch_sharding=mesh_lib.batch_sharding(mesh), rules=rules,
       lr_schedule=optim.make_schedule(opt_cfg))
   writer = MetricWriter(str(stage_dir / "logs"))

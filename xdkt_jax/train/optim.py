@@ -82,6 +82,25 @@ def freeze_labels_fn(freeze: Sequence[str]) -> Callable[[Any], Any]:
       lambda p, _: 'frozen' if is_frozen(path_str(p)) else 'trainable', tree)
 
 
+def stop_frozen_gradients(loss_fn: Callable[..., Any], freeze: Sequence[str]):
+  """loss_fn(params, ...) with the frozen params behind `lax.stop_gradient`.
+
+  The optimizer already zeroes their updates (set_to_zero), so training is unchanged; what
+  changes is the cost: XLA no longer computes gradients nobody uses.  With the whole encoder
+  frozen (an MLM head warm-up) the encoder's backward pass disappears, with the lower layers
+  frozen their weight gradients and the backward below them.
+  """
+  if not freeze:
+    return loss_fn
+  labels = freeze_labels_fn(freeze)
+
+  def wrapped(params, *args, **kwargs):
+    params = jax.tree.map(lambda p, lab: jax.lax.stop_gradient(p) if lab == 'frozen' else p,
+                          params, labels(params))
+    return loss_fn(params, *args, **kwargs)
+  return wrapped
+
+
 def decay_mask_fn(no_decay: Sequence[str]) -> Callable[[Any], Any]:
   """True where weight decay applies.
 
