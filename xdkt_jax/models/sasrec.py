@@ -49,6 +49,7 @@ from xdkt_jax.train import state as state_lib
 from xdkt_jax.train import steps as steps_lib
 
 MODES = ("id", "text", "fused")
+ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}   # FFN activation by name (SASRec.act)
 
 # Incremented at trace time only: lets tests prove the train step compiles once per run.
 TRACE_COUNTS = {"loss": 0, "score": 0}
@@ -133,7 +134,7 @@ class Block(nn.Module):
     attn_mod = CausalSelfAttention(self.heads, dtype=self.dtype,
                                    attn_dropout=self.attn_dropout, name="attn")
     attn = lambda h, m, q: attn_mod(h, m, q, deterministic=deterministic)
-    act = {"relu": nn.relu, "gelu": nn.gelu}[self.act]
+    act = ACTIVATIONS[self.act]
     ln1, ln2 = _layer_norm("attn_ln", self.dtype), _layer_norm("mlp_ln", self.dtype)
 
     def ffn(h):
@@ -201,8 +202,8 @@ class SASRec(nn.Module):
     cdt = jnp.dtype(self.dtype)
     self.in_ln = _layer_norm("in_ln", cdt)
     self.in_drop = align.Dropout(self.dropout)
-    if self.act not in ("relu", "gelu"):
-      raise ValueError(f"sasrec: act must be 'relu' or 'gelu', got {self.act!r}")
+    if self.act not in ACTIVATIONS:
+      raise ValueError(f"sasrec: act must be one of {sorted(ACTIVATIONS)}, got {self.act!r}")
     self.blocks = [Block(self.heads, self.mlp, self.dropout, self.norm, dtype=cdt,
                          act=self.act, attn_dropout=self.attn_dropout,
                          inner_dropout=self.inner_dropout, name=f"block_{i}")
