@@ -69,6 +69,18 @@ def test_transfer_full_softmax_value_and_hand_grad():
   np.testing.assert_allclose(ge, g.T @ u, atol=1e-5)
 
 
+def test_transfer_full_softmax_accuracy_is_weighted_top1():
+  u, e, y, w = _data()
+  z = u @ e.T
+  y = y.copy()
+  y[:3] = np.argmax(z[:3], 1)     # a few rows where the target IS the top item
+  _, aux = losses.transfer_loss(user_repr_BxD=jnp.asarray(u), item_emb_NxD=jnp.asarray(e),
+                                target_B=jnp.asarray(y), weights_B=jnp.asarray(w))
+  hit = (np.argmax(z, 1) == y).astype(np.float32)
+  assert hit[:3].all() and not hit.all()
+  np.testing.assert_allclose(float(aux["accuracy"]), (hit * w).sum() / w.sum(), rtol=1e-6)
+
+
 def test_transfer_sequence_form_equals_flattened():
   u, e, y, w = _data(b=6)
   flat = losses.transfer_loss(user_repr_BxD=u, item_emb_NxD=e, target_B=y, weights_B=w)

@@ -44,6 +44,9 @@ def test_lm_loss_value_and_grad_vs_numpy():
   _, aux = losses.lm_loss(logits_BxLxV=jnp.asarray(logits), targets_BxL=jnp.asarray(targets),
                           weights_BxL=jnp.asarray(weights))
   assert float(aux["n_tokens"]) == weights.sum()
+  hit = (logits.argmax(-1) == targets) * weights     # no ties in continuous logits
+  assert 0 < hit.sum() < weights.sum()
+  np.testing.assert_allclose(float(aux["accuracy"]), hit.sum() / weights.sum(), rtol=1e-6)
 
 
 def test_lm_loss_ignores_padding_logits():

@@ -24,12 +24,16 @@ def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   per-token NLL over many batches.
   """
   logits = logits_BxLxV.astype(jnp.float32)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  nll_BxL = -jnp.take_along_axis(logp, targets_BxL[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  pick = lambda x: jnp.take_along_axis(x, targets_BxL[..., None].astype(jnp.int32), -1)[..., 0]
+  # logsumexp − target logit, not log_softmax then gather: no [B, L, V] log-probabilities.
+  nll_BxL = jax.nn.logsumexp(logits, axis=-1) - pick(logits)
   w = weights_BxL.astype(jnp.float32)
   n = jnp.sum(w)
   nll_sum = jnp.sum(nll_BxL * w)
-  correct = jnp.sum((jnp.argmax(logits, -1) == targets_BxL) * w)
+  # "Target ranked first" (ties count as first) from the row maximum: an argmax is an
+  # index-carrying reduction over V, 45% of this loss's CPU time (benchmarks/RESULTS.md).
+  s = jax.lax.stop_gradient(logits)
+  correct = jnp.sum((pick(s) >= jnp.max(s, axis=-1)) * w)
   denom = jnp.maximum(n, 1.0)
   return nll_sum / denom, {"nll_sum": nll_sum, "n_tokens": n, "accuracy": correct / denom}
 
@@ -150,11 +154,16 @@ def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B
   n_items = emb.shape[0]
   metrics = {}
   if kind == "full_softmax":
+    # −log p(y) = logsumexp_n(s_n) − s_y, with s_y = u · e_y from the gathered row: the
+    # take_along_axis form backpropagates through a dense [B, N] scatter, and an argmax
+    # accuracy is a second index-carrying pass over the logits; together ~half the cost of
+    # this loss in a CPU train step (benchmarks/RESULTS.md).
     logits = u @ emb.T
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
-    metrics["accuracy"] = jnp.sum((jnp.argmax(logits, -1) == y) * w) / jnp.maximum(
-        jnp.sum(w), 1.0)
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(u * emb[y], -1)
+    # Diagnostic only: the target's logit is the largest (ties count as first).
+    s = jax.lax.stop_gradient(logits)
+    top = jnp.take_along_axis(s, y[:, None], axis=-1)[:, 0] >= jnp.max(s, axis=-1)
+    metrics["accuracy"] = jnp.sum(top * w) / jnp.maximum(jnp.sum(w), 1.0)
   else:
     if rng is None:
       raise ValueError(f"transfer_loss(kind={kind!r}) needs rng for negative sampling")
