@@ -53,7 +53,7 @@ def child_command(impl: str, args, passthrough: list[str]) -> tuple[list[str], d
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # pandas/torch deprecation spam
     return [str(RECBOLE_PY), str(PEERS / "recbole_sasrec.py"), *common], env
   return ([str(args.xdkt_python), str(PEERS / "xdkt_sasrec.py"), *common,
-           "--exclude", args.exclude], env)
+           "--exclude", args.exclude, "--pack" if args.pack else "--no-pack"], env)
 
 
 def run_child(impl: str, args, passthrough: list[str]) -> dict:
@@ -101,6 +101,10 @@ def main():
   ap.add_argument("--exclude", choices=("history", "none"), default="history",
                   help="xdkt evaluation: drop history items from the ranking (RecBole: none)")
   ap.add_argument("--xdkt-python", type=Path, default=ROOT / ".venv" / "bin" / "python")
+  ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
+                  help="xdkt side only: pack several users' windows into a row (faster); "
+                       "--no-pack puts one user a row, so a step's transitions come from more "
+                       "users, closer to RecBole's random prefixes (benchmarks/RESULTS.md)")
   args, passthrough = ap.parse_known_args()
   if not RECBOLE_PY.exists():
     print(f"vs_recbole: {RECBOLE_PY} not found; run: bash benchmarks/peers/setup.sh")
@@ -121,8 +125,9 @@ def main():
   print(f"train examples per epoch: xdkt {x0['train_examples']:,.0f} (of "
         f"{x0['train_transitions']:,} transitions; {x0['train_transitions_with_history']:,} "
         f"with a history), recbole {rb0['train_examples']:,}; xdkt batch {x0['batch_rows']} "
-        f"packed rows x {x0['transitions_per_row']:.1f} transitions; first step (compile) "
-        f"{x0['first_step_s']:.1f} s; eval first call xdkt {x0['eval_first_s']:.2f} s, "
+        f"{'packed ' if args.pack else 'unpacked '}rows x {x0['transitions_per_row']:.1f} "
+        f"transitions; first step (compile) {x0['first_step_s']:.1f} s; "
+        f"eval first call xdkt {x0['eval_first_s']:.2f} s, "
         f"recbole {rb0['eval_first_s']:.2f} s; xdkt exclude_history={x0['exclude_history']}")
   print(f"peak_rss_mb xdkt={x['peak_rss_mb']:.0f} recbole={rb['peak_rss_mb']:.0f}")
   print(f"RATIO train_throughput={x['throughput'] / rb['throughput']:.3f} "
