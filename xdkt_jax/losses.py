@@ -10,6 +10,14 @@ import jax
 import jax.numpy as jnp
 
 
+def _ranked_first(logits, target):
+  """1 where the target's logit is its row's maximum (ties count as first), without gradient:
+  the training accuracy.  Not an argmax, which is an index-carrying reduction over the whole
+  row: with it the CPU cross-entropy heads ran 2.5–3× slower (benchmarks/loss_heads.py)."""
+  s = jax.lax.stop_gradient(logits)
+  return jnp.take_along_axis(s, target[..., None].astype(jnp.int32), -1)[..., 0] >= jnp.max(s, -1)
+
+
 def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
             weights_BxL: jax.Array) -> tuple[jax.Array, dict]:
   """L_p / L_t = −Σ_i Σ_j log p(y_ij | x_ij, W), averaged over predicted tokens.
@@ -24,16 +32,13 @@ def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   per-token NLL over many batches.
   """
   logits = logits_BxLxV.astype(jnp.float32)
-  pick = lambda x: jnp.take_along_axis(x, targets_BxL[..., None].astype(jnp.int32), -1)[..., 0]
   # logsumexp − target logit, not log_softmax then gather: no [B, L, V] log-probabilities.
-  nll_BxL = jax.nn.logsumexp(logits, axis=-1) - pick(logits)
+  target_logit = jnp.take_along_axis(logits, targets_BxL[..., None].astype(jnp.int32), -1)
+  nll_BxL = jax.nn.logsumexp(logits, axis=-1) - target_logit[..., 0]
   w = weights_BxL.astype(jnp.float32)
   n = jnp.sum(w)
   nll_sum = jnp.sum(nll_BxL * w)
-  # "Target ranked first" (ties count as first) from the row maximum: an argmax is an
-  # index-carrying reduction over V, 45% of this loss's CPU time (benchmarks/RESULTS.md).
-  s = jax.lax.stop_gradient(logits)
-  correct = jnp.sum((pick(s) >= jnp.max(s, axis=-1)) * w)
+  correct = jnp.sum(_ranked_first(logits, targets_BxL) * w)
   denom = jnp.maximum(n, 1.0)
   return nll_sum / denom, {"nll_sum": nll_sum, "n_tokens": n, "accuracy": correct / denom}
 
@@ -154,16 +159,11 @@ def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B
   n_items = emb.shape[0]
   metrics = {}
   if kind == "full_softmax":
-    # −log p(y) = logsumexp_n(s_n) − s_y, with s_y = u · e_y from the gathered row: the
-    # take_along_axis form backpropagates through a dense [B, N] scatter, and an argmax
-    # accuracy is a second index-carrying pass over the logits; together ~half the cost of
-    # this loss in a CPU train step (benchmarks/RESULTS.md).
+    # −log p(y) = logsumexp_n(s_n) − s_y, with s_y = u · e_y from the gathered item row: the
+    # take_along_axis(log_softmax) form backpropagates through a dense [B, N] scatter.
     logits = u @ emb.T
     nll = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(u * emb[y], -1)
-    # Diagnostic only: the target's logit is the largest (ties count as first).
-    s = jax.lax.stop_gradient(logits)
-    top = jnp.take_along_axis(s, y[:, None], axis=-1)[:, 0] >= jnp.max(s, axis=-1)
-    metrics["accuracy"] = jnp.sum(top * w) / jnp.maximum(jnp.sum(w), 1.0)
+    metrics["accuracy"] = jnp.sum(_ranked_first(logits, y) * w) / jnp.maximum(jnp.sum(w), 1.0)
   else:
     if rng is None:
       raise ValueError(f"transfer_loss(kind={kind!r}) needs rng for negative sampling")
