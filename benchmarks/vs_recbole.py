@@ -5,6 +5,12 @@ transitions a step, lr 1e-3, dropout 0.5), CPU.
   bash benchmarks/peers/setup.sh                       # once: RecBole's own venv
   .venv/bin/python benchmarks/vs_recbole.py [--epochs 1] [--reps 1]
   .venv/bin/python benchmarks/vs_recbole.py --max-rows 300 --hidden 32   # smoke test
+  .venv/bin/python benchmarks/vs_recbole.py --epochs 5 --exclude none --no-pack
+
+The xdkt side packs several users' windows into each row by default (44x RecBole's training
+throughput at 5 epochs, Recall@10 2.5% lower); `--no-pack` (one user a row, a step's
+transitions from more users, as RecBole's random prefixes) measured 5.5x at equal Recall@10
+(benchmarks/RESULTS.md).
 
 Each measurement is its own child process (benchmarks/peers/xdkt_sasrec.py under the project's
 .venv, benchmarks/peers/recbole_sasrec.py under benchmarks/peers/.venv-recbole), run in turn:
