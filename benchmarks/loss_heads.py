@@ -31,22 +31,19 @@ import encoder as encoder_bench  # noqa: E402  (benchmarks/encoder.py: timed_cal
 from xdkt_jax import losses  # noqa: E402
 
 
-def textbook_transfer(u, e, y, w):
-  logits = u @ e.T
+def textbook_lm(logits, y, w):
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), y[:, None], -1)[:, 0]
   acc = jnp.sum((jnp.argmax(logits, -1) == y) * w) / jnp.sum(w)
   return jnp.sum(nll * w) / jnp.sum(w), acc
+
+
+def textbook_transfer(u, e, y, w):
+  return textbook_lm(u @ e.T, y, w)
 
 
 def shipped_transfer(u, e, y, w):
   loss, m = losses.transfer_loss(user_repr_BxD=u, item_emb_NxD=e, target_B=y, weights_B=w)
   return loss, m["accuracy"]
-
-
-def textbook_lm(logits, y, w):
-  nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), y[:, None], -1)[:, 0]
-  acc = jnp.sum((jnp.argmax(logits, -1) == y) * w) / jnp.sum(w)
-  return jnp.sum(nll * w) / jnp.sum(w), acc
 
 
 def shipped_lm(logits, y, w):
@@ -65,8 +62,8 @@ def run(name, fns, args_, argnums, steps):
   gdiff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(ga),
                                                              jax.tree.leaves(gb)))
   t0, t1 = out["textbook"][0], out["losses"][0]
-  others = max(o for _, _, o in out.values() if o is not None) if all(
-      o is not None for _, _, o in out.values()) else float("nan")
+  busy = [o for _, _, o in out.values()]
+  others = float("nan") if None in busy else max(busy)
   print(f"{name:9s} textbook {t0 * 1e3:8.2f} ms  losses {t1 * 1e3:8.2f} ms  speed-up "
         f"{t0 / t1:5.2f}x  |loss diff| {abs(float(la - lb)):.1e}  |grad diff| {gdiff:.1e}  "
         f"accuracy {float(aa):.4f} / {float(ab):.4f}  others {others:.2f}")

@@ -9,7 +9,7 @@ part of the model:
   ffn           mlp_in / mlp_out                             layer_norm   every LayerNorm
   dropout       random bits and masks                        loss_head    logits, L_f, accuracy
   embed         item / position gathers                      optimizer    AdamW, clipping
-  other
+  other         masks, residual adds, input copies
 
 forward and backward together (a jaxpr op under `transpose(...)` is the backward).  Kernel
 times overlap when XLA:CPU runs independent kernels at once, so the sum can exceed the wall
@@ -44,14 +44,15 @@ from xdkt_jax.train import mesh as mesh_lib  # noqa: E402
 
 # First match wins: (part, regex over the jaxpr op path).
 PARTS = (
-    ("dropout", r"Dropout|random_bits|threefry|/while"),
+    ("dropout", r"Dropout|in_drop|random_bits|threefry|/while"),
     ("layer_norm", r"_ln/|in_ln"),
     ("projections", r"/attn/(bld,dhk|blhk,hkd)"),
     ("attention", r"/attn/"),
     ("ffn", r"/mlp_(in|out)/|relu|gelu"),
     ("embed", r"SASRec\.encode/(gather|add|concatenate)|item_embedding|pos_embedding"),
     ("loss_head", r"^(jvp|transpose\(jvp)\(\)\)?/|logsumexp|log_softmax|transfer_loss"),
-    ("optimizer", r"adam|clip|optax|global_norm|update"),
+    # Outside value_and_grad (no jvp / transpose prefix): the AdamW update and clipping.
+    ("optimizer", r"^(?!jvp\(|transpose\(|batch\[)"),
 )
 
 

@@ -15,7 +15,8 @@ def test_step_profile_attributes_kernels_to_model_parts(capsys):
                              "--top", "3"])
   out = capsys.readouterr().out
   assert "kernels" in out and "costliest 3 ops" in out
-  for name in ("loss_head", "attention", "projections", "ffn", "layer_norm", "dropout"):
+  for name in ("loss_head", "attention", "projections", "ffn", "layer_norm", "dropout",
+               "optimizer"):
     assert parts[name] > 0, (name, dict(parts))
   assert parts["other"] < sum(parts.values())
 
@@ -26,3 +27,6 @@ def test_part_of_maps_backward_ops_like_forward():
   assert step_profile.part_of(fwd) == step_profile.part_of(bwd) == "projections"
   assert step_profile.part_of("jvp()/dot_general") == "loss_head"
   assert step_profile.part_of("jvp(SASRec)/SASRec.encode/block_1/mlp_ln/mul") == "layer_norm"
+  assert step_profile.part_of("jvp(SASRec)/SASRec.encode/in_drop/ge") == "dropout"
+  assert step_profile.part_of("integer_pow") == "optimizer"     # AdamW's second moment
+  assert step_profile.part_of("batch['inputs']") == "other"
