@@ -42,6 +42,9 @@ def data_config() -> mlc.ConfigDict:
       dedup="first",               # first | last | all
       drop_items_without_text=True,
       kcore=0, user_k=-1, item_k=-1, kcore_prune_catalogue=True,
+      # Keep at most max_users users (0 = all), whole, in every domain: try a large dataset
+      # on a laptop.  subsample: uniform | overlap_first (multi-domain users first: biased).
+      max_users=0, subsample="uniform", subsample_seed=0,
       tokenize=True, tokenizer="minilm", max_text_len=64,
       cache_dir="~/.cache/xdkt_jax",
       synthetic=synthetic_config(),
@@ -90,9 +93,11 @@ def sequential_config() -> mlc.ConfigDict:
   adaptor 'whitening' by default: inside the CPU train step the MoE adaptor measured ~150 ms
   per step against ~20 ms (benchmarks/RESULTS.md); unisrec_style always uses 'moe'."""
   return mlc.ConfigDict(dict(hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2,
+                             attn_dropout=0.0, text_dropout=0.1, weight_decay=0.0,
                              lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
                              num_negatives=100, adaptor="whitening", n_experts=8,
                              fusion="gate",
+                             pack=True,   # several users' windows per row (models/sasrec.py)
                              dtype="float32"))  # 'bfloat16' on GPU/TPU: the blocks' compute
 
 

@@ -82,3 +82,61 @@ def test_preprocess_pipeline_and_empty_domain_error():
   out = prep.preprocess(ds, cfg)
   assert out.log.dropped["A"]["dedup"] == 1
   assert ds.log.dropped == {}  # the input's log is not mutated
+
+
+def _subsample_world():
+  # u, v in both domains; w, x, y in A only; z in B only.  Item A4 is used by y alone.
+  return make_dataset({"A": [("u", 0, 0), ("u", 1, 1), ("v", 1, 0), ("w", 2, 0), ("w", 3, 1),
+                             ("x", 0, 0), ("y", 4, 0)],
+                       "B": [("u", 0, 0), ("v", 1, 0), ("v", 0, 1), ("z", 2, 0)]})
+
+
+def _kept_users(ds):
+  return {ds.user_ids[u] for d in ds.domains.values() for u in d.inter.user}
+
+
+def test_subsample_users_keeps_whole_users_in_every_domain_and_counts():
+  ds = _subsample_world()
+  out = prep.subsample_users(ds, 3, mode="uniform", seed=1)
+  kept = _kept_users(out)
+  assert len(kept) == 3
+  for name, d in ds.domains.items():
+    o = out.domains[name]
+    names = lambda dom: sorted((dom.items.ids[i], dom.inter.order[j])
+                               for j, i in enumerate(dom.inter.item)
+                               if ds.user_ids[dom.inter.user[j]] in kept)
+    # every row of a kept user survives (same item ids and order keys), no other row does
+    assert names(o) == names(d)
+    assert {ds.user_ids[u] for u in o.inter.user} == {ds.user_ids[u] for u in d.inter.user} & kept
+    # the catalogue holds exactly the items still used; drops are counted
+    assert o.n_items == len(np.unique(o.inter.item)) and o.inter.item.max() < o.n_items
+    dropped = out.log.dropped.get(name, {})
+    assert dropped.get("subsample_interactions", 0) == len(d.inter) - len(o.inter)
+    assert dropped.get("subsample_items", 0) == d.n_items - o.n_items
+  # seeded: the same sample again, another seed may differ; 0 or >= users keeps everything
+  assert _kept_users(prep.subsample_users(_subsample_world(), 3, seed=1)) == kept
+  assert prep.subsample_users(ds, 0).domains is ds.domains
+  assert prep.subsample_users(ds, 6).domains is ds.domains
+
+
+def test_subsample_overlap_first_takes_multi_domain_users_first():
+  for seed in range(5):
+    out = prep.subsample_users(_subsample_world(), 3, mode="overlap_first", seed=seed)
+    kept = _kept_users(out)
+    assert {"u", "v"} <= kept and len(kept) == 3
+  out = prep.subsample_users(_subsample_world(), 1, mode="overlap_first", seed=0)
+  assert _kept_users(out) in ({"u"}, {"v"})
+  with pytest.raises(ValueError, match="subsample"):
+    prep.subsample_users(_subsample_world(), 3, mode="popular")
+  with pytest.raises(ValueError, match="max_users"):
+    prep.subsample_users(_subsample_world(), -1)
+
+
+def test_preprocess_runs_the_subsample_from_config():
+  cfg = mlc.ConfigDict(dict(dedup="first", drop_items_without_text=True, kcore=0, user_k=-1,
+                            item_k=-1, kcore_prune_catalogue=True, max_users=2,
+                            subsample="overlap_first", subsample_seed=0))
+  out = prep.preprocess(_subsample_world(), cfg)
+  assert _kept_users(out) == {"u", "v"}
+  assert out.log.dropped["A"]["subsample_interactions"] == 4   # w, x, y's rows
+  assert out.log.dropped["B"]["subsample_interactions"] == 1   # z's row

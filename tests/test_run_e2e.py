@@ -127,3 +127,22 @@ def test_runs_in_worker_threads_give_the_same_numbers(tiny_run, tmp_path):
   for m in ("xdkt", "target_only", "pop"):
     for k in ("ndcg@10", "recall@10", "mrr@50"):
       assert par[m][k]["per_seed"] == seq[m][k]["per_seed"], (m, k)
+
+
+def test_changing_sasrec_settings_retrains_only_the_sequential_methods(tiny_run, tmp_path):
+  """The SASRec settings are part of the sequential methods' run fingerprints only: a
+  baseline's finished runs are reused when they change, the sequential ones are retrained."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  tmp, _ = tiny_run
+  wd = tmp_path / "run"
+  shutil.copytree(tmp / "run", wd)
+  stamp = lambda m: {p: p.stat().st_mtime_ns for p in (wd / "recommend" / m).rglob("*.npz")}
+  before = {m: stamp(m) for m in ("sasrec", "bpr_mf", "pop")}
+  argv = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={wd}",
+          f"--config.data.cache_dir={tmp / 'cache'}", "--config.recommend.methods=sasrec,bpr_mf,pop",
+          "--config.recommend.sequential.dropout=0.35"]
+  assert cli.main(argv) == 0
+  assert stamp("bpr_mf") == before["bpr_mf"] and stamp("pop") == before["pop"]
+  after = stamp("sasrec")
+  assert after.keys() == before["sasrec"].keys()
+  assert all(after[p] != before["sasrec"][p] for p in after)      # every seed retrained

@@ -375,8 +375,7 @@ def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> 
                           user_has=knowledge["user_has"], pretrained=knowledge["pretrained"],
                           log=log)
   fp = _fingerprint("recommend", knowledge["fingerprint"], split.fingerprint(),
-                    config.recommend.sequential.to_json(), config.recommend.eval_part,
-                    config.recommend.ks)
+                    config.recommend.eval_part, config.recommend.ks)
   runs = recommend.run_all(ctx, _stage_dir(wd, "recommend"), fp=fp)
   _write_json(wd / "recommend" / "runs.json", runs)
   return runs

@@ -187,7 +187,9 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   groups = eval_groups(ctx, arrays)
   jobs = []
   for name in parse_methods(rc.methods):
-    own = rc.xdkt.to_json() if name == "xdkt" else ""   # the method's own settings
+    # The method's own settings: a baseline is not retrained when only SASRec's change.
+    own = rc.sequential.to_json() if name in SEQUENTIAL else ""
+    own += rc.xdkt.to_json() if name == "xdkt" else ""
     jobs += [(name, s, f"{fp}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
   run = lambda job: run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
                             fp=job[2], popularity=popularity, groups=groups)
