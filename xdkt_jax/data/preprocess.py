@@ -1,9 +1,9 @@
-"""Preprocessing: text normalisation, dedup, dropping text-less items, iterative k-core.
+"""Preprocessing: text normalisation, user subsample, dedup, dropping text-less items, k-core.
 
 Each step is a function `dataset -> dataset` that records what it removed in
 `dataset.log.dropped[domain][step]`; nothing is removed silently.  Domains that ship their own
 split (UniSRec files) are never filtered: removing a row there would change the given split, so
-those steps skip them and record `given_split_kept`.
+every step passes them through unchanged.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def subsample_users(ds: CrossDomainDataset, max_users: int, *, mode: str = "unif
   BIASED sample, named as such in the stats.
   Items left with no row leave the catalogue.  Counted per domain as `subsample_interactions`
   and `subsample_items`; notes `subsample_users_dropped`.  Domains with a given split are kept
-  whole (`given_split_kept`), as in the other steps.
+  whole, as in the other steps.
   """
   if mode not in SUBSAMPLE_MODES:
     raise ValueError(f"config.data.subsample: expected one of {SUBSAMPLE_MODES}, got {mode!r}")
@@ -202,9 +202,6 @@ def subsample_users(ds: CrossDomainDataset, max_users: int, *, mode: str = "unif
       nd = _reindex_items(nd, used)
       ds.log.drop(name, "subsample_items", d.n_items - nd.n_items)
     out[name] = nd
-  for name in ds.domains:
-    if name not in filt:
-      ds.log.notes.setdefault(name, {})["given_split_kept"] = 1
   return _replace(ds, out)
 
 
