@@ -98,6 +98,8 @@ def sequential_config() -> mlc.ConfigDict:
                              num_negatives=100, adaptor="whitening", n_experts=8,
                              fusion="gate",
                              pack=True,   # several users' windows per row (models/sasrec.py)
+                             # early stopping on the VALID split, epochs = the ceiling
+                             select_epoch=False, patience=3, select_metric="ndcg@10",
                              dtype="float32"))  # 'bfloat16' on GPU/TPU: the blocks' compute
 
 

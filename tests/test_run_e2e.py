@@ -146,3 +146,26 @@ def test_changing_sasrec_settings_retrains_only_the_sequential_methods(tiny_run,
   after = stamp("sasrec")
   assert after.keys() == before["sasrec"].keys()
   assert all(after[p] != before["sasrec"][p] for p in after)      # every seed retrained
+
+
+def test_select_epoch_in_a_run_and_its_guard(tiny_run, tmp_path):
+  """recommend.sequential.select_epoch: each sequential run records its valid curve and the
+  epoch it kept; asking for it while reporting on the valid split is a one-line error."""
+  tmp, _ = tiny_run
+  base = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+          f"--config.data.cache_dir={tmp / 'cache'}", "--config.recommend.methods=xdkt,target_only",
+          "--config.recommend.seeds=1", "--config.recommend.sequential.steps=0",
+          "--config.recommend.sequential.epochs=3",
+          "--config.recommend.sequential.select_epoch=True",
+          "--config.recommend.sequential.patience=1"]
+  assert cli.main(base) == 0
+  for m in ("xdkt", "target_only"):
+    info = json.loads((tmp_path / "run" / "recommend" / m / "seed_0" / "summary.json")
+                      .read_text())["info"]
+    curve = [c["ndcg@10"] for c in info["valid_curve"]]
+    assert 1 <= info["best_epoch"] <= info["epochs_run"] == len(curve) <= 3, m
+    assert info["best_valid"] == max(curve), m
+  with pytest.raises(ValueError, match="select_epoch .* needs eval_part='test'"):
+    cli.main(base + ["--config.recommend.eval_part=valid",
+                     f"--workdir={tmp_path / 'never'}"])
+  assert not (tmp_path / "never" / "data").exists()     # refused before any stage ran

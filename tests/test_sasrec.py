@@ -333,3 +333,78 @@ def test_learns_beats_pop_on_warm(world):
   pop = baselines.fit("pop", ds, sp, target="Movies")
   ours, base = ev(model.score), ev(pop.score)
   assert ours > base + 0.01, (ours, base)
+
+
+def test_select_epoch_keeps_the_best_valid_epoch(world):
+  """Early stopping on the valid split: the curve has one point per epoch run, the kept
+  parameters score exactly the best point on valid, and training in epoch chunks is the same
+  trajectory as one plain run of that many epochs (same seed)."""
+  ds, splits = world
+  sp = splits["warm"]
+  n = ds.domains["Movies"].n_items
+  cfg = dict(TINY, steps=0, epochs=4, select_epoch=True, patience=2)
+  m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=cfg, seed=0)
+  info = m.info
+  curve = [c["ndcg@10"] for c in info["valid_curve"]]
+  assert len(curve) == info["epochs_run"] <= 4
+  assert info["best_epoch"] == int(np.argmax(curve)) + 1
+  assert info["best_valid"] == max(curve)
+  if info["epochs_run"] < 4:   # stopped early: exactly `patience` epochs without a gain
+    assert info["epochs_run"] - info["best_epoch"] == 2
+  valid = inputs.eval_arrays(ds, sp, "Movies", "valid")
+  ev = lambda model: E.evaluate(score_fn=model.score, arrays=valid, n_items=n,
+                                batch_size=min(256, len(valid["target"])),
+                                exclude="history", ks=[10]).means["ndcg@10"]
+  assert ev(m) == pytest.approx(info["best_valid"], abs=1e-6)
+  plain = sasrec.train_sasrec(ds, sp, target="Movies", seed=0,
+                              cfg=dict(TINY, steps=0, epochs=info["best_epoch"]))
+  assert ev(plain) == pytest.approx(info["best_valid"], abs=1e-6)
+  assert len(m.losses) == info["steps"] == info["epochs_run"] * (plain.info["steps"]
+                                                                 // info["best_epoch"])
+
+
+class _Result:
+  def __init__(self, epoch):
+    self.state = type("S", (), {"params": np.int32(epoch), "extra": None})()
+    self.step = epoch
+
+
+def test_select_epoch_patience_on_a_constructed_curve():
+  """The selection rule on a known valid curve: the first best epoch wins ties, and it stops
+  after `patience` epochs without a strict gain (later, better epochs are never seen)."""
+  n_users, n_items, spe = 10, 20, 3
+  valid = {"user": np.arange(n_users, dtype=np.int32),
+           "target": np.arange(n_users, dtype=np.int32),
+           "hist": np.zeros((n_users, 4), np.int32), "hist_mask": np.zeros((n_users, 4), np.int8)}
+  hits = {1: 2, 2: 5, 3: 5, 4: 6, 5: 3, 6: 1, 7: 9}   # epoch -> users ranked first
+
+  class Scorer:
+    params = extra = None
+
+    def score(self, batch):
+      top = batch["user"] < hits[int(self.params)]
+      onehot = np.eye(n_items, dtype=np.float32)[batch["target"]]
+      return np.where(top[:, None], onehot, -onehot)
+
+  trained = []
+
+  def train_to(state, start, stop):
+    trained.append((start, stop))
+    return _Result(stop // spe)
+
+  run = lambda patience: sasrec._train_selecting_epoch(
+      train_to, None, total=7 * spe, steps_per_epoch=spe, scorer=Scorer(), valid=valid,
+      n_items=n_items, metric="ndcg@10", patience=patience)
+  _, sel = run(2)
+  assert [c["ndcg@10"] for c in sel["valid_curve"]] == pytest.approx([.2, .5, .5, .6, .3, .1])
+  assert (sel["best_epoch"], sel["epochs_run"], int(sel["params"])) == (4, 6, 4)
+  assert trained == [(e * spe, (e + 1) * spe) for e in range(6)]
+  _, sel = run(10)
+  assert (sel["best_epoch"], sel["epochs_run"], sel["best_valid"]) == (7, 7, pytest.approx(.9))
+  for bad, match in (("hr@10", "select_metric"), ("ndcg@0", "select_metric")):
+    with pytest.raises(ValueError, match=match):
+      sasrec._train_selecting_epoch(train_to, None, total=3, steps_per_epoch=1,
+                                    scorer=Scorer(), valid=valid, n_items=n_items,
+                                    metric=bad, patience=2)
+  with pytest.raises(ValueError, match="patience"):
+    run(0)

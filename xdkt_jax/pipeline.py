@@ -229,7 +229,7 @@ def run(config, workdir: str, log=print) -> dict:
     raise ValueError(f"config.stages: unknown stage(s) {unknown}; known: {STAGE_ORDER}")
   if "recommend" in stages:
     from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
-    recommend.parse_methods(config.recommend.methods)   # a typo fails now, not in an hour
+    recommend.check_config(config)   # a typo fails now, not in an hour
   enable_compilation_cache(config)
   timings = {}
   t = time.time()

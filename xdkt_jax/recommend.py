@@ -76,6 +76,16 @@ def parse_methods(spec: str) -> list[str]:
   return names
 
 
+def check_config(config) -> None:
+  """The recommend settings that would fail late or mislead: checked before any stage runs."""
+  rc = config.recommend
+  parse_methods(rc.methods)
+  if rc.sequential.get("select_epoch", False) and str(rc.eval_part) != "test":
+    raise ValueError("config.recommend.sequential.select_epoch picks each run's epoch on the "
+                     "valid split, so it needs eval_part='test' (with 'valid' the numbers "
+                     "would be selected on themselves)")
+
+
 def seeds_for(name: str, n_seeds: int) -> list[int]:
   return [0] if name in DETERMINISTIC else list(range(n_seeds))
 
@@ -180,6 +190,7 @@ def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
 def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   """Every configured method × seed; returns {method: [summary per seed]}."""
   rc = ctx.config.recommend
+  check_config(ctx.config)
   arrays = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, str(rc.eval_part))
   if len(arrays["target"]) == 0:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")

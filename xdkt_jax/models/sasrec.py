@@ -68,7 +68,11 @@ DEFAULTS = dict(
     # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
     align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
     adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
-    source_weight=0.0)
+    source_weight=0.0,
+    # Early stopping on the VALID split (RecBole's protocol): score the valid users after every
+    # epoch with the run's own evaluator, keep the best epoch's parameters, stop after
+    # `patience` epochs without a gain.  `epochs` (or `steps`) is then the ceiling.
+    select_epoch=False, patience=3, select_metric="ndcg@10")
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
@@ -595,24 +599,82 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
     def flush(self):
       pass
 
+  def train_to(state, start: int, stop: int):
+    # Host batches come from a background thread, two ahead (no checkpoint here, so the
+    # step-indexed resumable source is not needed); batch_at(step) makes chunks seamless.
+    return loop_lib.train_loop(
+        state=state, train_step=step, data=batcher.iterate(start, stop - start, prefetch=2),
+        rng=k_train, total_steps=stop, batch_sharding=batch_sharding, writer=_Writer(),
+        log_every=1, progress=False, handle_sigterm=False)
+
   t0 = time.time()
-  # Host batches come from a background thread, two ahead (no checkpoint here, so the
-  # step-indexed resumable source is not needed).
-  result = loop_lib.train_loop(
-      state=state, train_step=step, data=batcher.iterate(0, total, prefetch=2),
-      rng=k_train, total_steps=total, batch_sharding=batch_sharding, writer=_Writer(),
-      log_every=1, progress=False, handle_sigterm=False)
+  select = {}
+  if o.select_epoch:
+    result, select = _train_selecting_epoch(
+        train_to, state, total=total, steps_per_epoch=batcher.steps_per_epoch,
+        scorer=SASRecModel(module, None, None, n_items, np.zeros(0, np.float32), {}),
+        valid=_valid_arrays(ds, split, target), n_items=n_items,
+        metric=str(o.select_metric), patience=int(o.patience))
+    params, extra = select.pop("params"), select.pop("extra")
+  else:
+    result = train_to(state, 0, total)
+    params = jax.device_get(result.state.params)
+    extra = None if result.state.extra is None else jax.device_get(result.state.extra)
   seconds = time.time() - t0
-  info = {"steps": total, "windows": n_win, "rows": n_rows, "batch": bsz,
+  info = {"steps": int(result.step), "windows": n_win, "rows": n_rows, "batch": bsz,
           "train_seconds": seconds,
           "final_loss": float(result.metrics.get("loss", float("nan"))),
           "mode": o.mode, "loss": o.loss, "transfer": transfer,
-          "align": str(o.align) if transfer else "none"}
-  (log_fn or logging.info)(f"{'xdkt' if transfer else 'sasrec'}[{o.mode}]: {total} steps over {n_win} windows in "
-                           f"{seconds:.1f} s, final loss {info['final_loss']:.3f}")
-  params = jax.device_get(result.state.params)
-  extra = None if result.state.extra is None else jax.device_get(result.state.extra)
+          "align": str(o.align) if transfer else "none", **select}
+  chosen = (f", kept epoch {select['best_epoch']} of {select['epochs_run']} (valid "
+            f"{select['select_metric']} {select['best_valid']:.4f})" if select else "")
+  (log_fn or logging.info)(f"{'xdkt' if transfer else 'sasrec'}[{o.mode}]: {int(result.step)} steps over "
+                           f"{n_win} windows in {seconds:.1f} s, final loss "
+                           f"{info['final_loss']:.3f}{chosen}")
   return SASRecModel(module, params, extra, n_items, np.asarray(loss_log, np.float32), info)
+
+
+def _valid_arrays(ds, split, target: str) -> dict:
+  from xdkt_jax.data import inputs  # pylint: disable=import-outside-toplevel
+  arrays = inputs.eval_arrays(ds, split, target, "valid")
+  if len(arrays["target"]) == 0:
+    raise ValueError(f"sasrec: select_epoch needs valid examples, and the {split.protocol!r} "
+                     f"split has none in {target!r}")
+  return arrays
+
+
+def _train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, scorer,
+                           valid: dict, n_items: int, metric: str, patience: int):
+  """Trains epoch by epoch up to `total` steps; after each epoch scores the valid users
+  (full ranking, seen items excluded: the evaluator of the reported numbers) and keeps the
+  parameters of the best epoch.  Stops once `patience` epochs in a row bring no gain.
+  Returns (the last loop result, {params, extra, best_epoch, best_valid, epochs_run,
+  valid_curve, select_metric})."""
+  from xdkt_jax import evaluate as evaluate_lib  # pylint: disable=import-outside-toplevel
+  name, _, k = metric.partition("@")
+  if name not in ("recall", "ndcg", "mrr") or not k.isdigit() or int(k) < 1:
+    raise ValueError(f"sasrec: select_metric must be recall|ndcg|mrr@K, got {metric!r}")
+  if patience < 1:
+    raise ValueError(f"sasrec: patience must be >= 1, got {patience}")
+  spe = max(1, int(steps_per_epoch))
+  best, curve, at, epoch, result = None, [], 0, 0, None
+  while at < total:
+    result = train_to(state, at, min(total, at + spe))
+    state, at, epoch = result.state, min(total, at + spe), epoch + 1
+    scorer.params, scorer.extra = state.params, state.extra
+    value = float(evaluate_lib.evaluate(
+        score_fn=scorer.score, arrays=valid, n_items=n_items,
+        batch_size=min(256, len(valid["target"])), exclude="history",
+        ks=[int(k)]).means[metric])
+    curve.append({"epoch": epoch, "step": at, metric: value})
+    if best is None or value > best[0]:
+      extra = None if state.extra is None else jax.device_get(state.extra)
+      best = (value, epoch, jax.device_get(state.params), extra)
+    elif epoch - best[1] >= patience:
+      break
+  return result, {"params": best[2], "extra": best[3], "best_epoch": best[1],
+                  "best_valid": best[0], "epochs_run": epoch, "valid_curve": curve,
+                  "select_metric": metric}
 
 
 def fit(ds, split, *, target: str, cfg=None, item_vectors=None) -> SASRecModel:
