@@ -1,0 +1,166 @@
+"""How much does a user's SOURCE-domain history say about their next TARGET item?  A diagnosis
+of transfer, independent of any neural model: if the plain co-consumption statistics between
+the domains cannot rank the target item above popularity, no transfer method has much to
+carry over.
+
+On the split of a config (its own protocol, k, valid/test users; training rows only):
+
+  C[a, t]   = training users who consumed source item a AND target item t
+  cooc(u)   = sum over u's training source items a of C[a, :] / sqrt(deg(a) deg(t))
+              (item-based CF across the domains, cosine; deg = training users per item)
+  raw(u)    = sum over u's source items a of C[a, :] (unnormalised: what the co-consumers
+              of u's source items consume most, i.e. popularity among them)
+
+and it ranks the full target catalogue (the project's evaluator, seen items excluded, ties
+pessimistic) four ways: `pop`, `cooc` and `raw` (source co-consumption alone; users whose
+source items co-occur with no target item get all-zero scores and rank their target last), and
+`cooc+pop` (cosine co-consumption, ties broken by popularity).  It also prints how often the test
+target co-occurs with any of the user's source items at all (the signal's reach).
+
+  .venv/bin/python benchmarks/source_signal.py --config=configs/amazon_art_office.py \
+      --protocol=cold_start --k=0 [--part=test] [--target=Office] [--set data.max_users=6000]
+
+Prints one line per measurement; results go to benchmarks/RESULTS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
+from xdkt_jax import significance  # noqa: E402
+from xdkt_jax.data import inputs, load, protocols  # noqa: E402
+
+
+def load_config(path: str, protocol: str, k: int, sets: list[str]):
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config()
+  with c.unlocked():
+    if protocol:
+      c.protocol = protocol
+    if k >= 0:
+      c.protocol_k = k
+    for s in sets:
+      key, _, value = s.partition("=")
+      node = c
+      *parents, leaf = key.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
+          value.lower() in ("1", "true", "yes"))
+  return c
+
+
+def user_item(ds, split, domain: str, offset: int, n_cols: int) -> sp.csr_matrix:
+  """Binary users × items matrix of `domain`'s TRAINING rows, columns shifted by `offset`."""
+  inter = ds.domains[domain].inter
+  rows = np.asarray(split.train_rows[domain], np.int64)
+  m = sp.csr_matrix((np.ones(len(rows), np.float32), (inter.user[rows], inter.item[rows] + offset)),
+                    shape=(ds.n_users, n_cols))
+  m.data[:] = 1.0                                   # repeated (user, item) pairs count once
+  return m
+
+
+def measure(ds, split, target: str, part: str, log=print) -> dict:
+  n_t = ds.domains[target].n_items
+  offs, n_s = {}, 0
+  for s in split.sources:
+    offs[s], n_s = n_s, n_s + ds.domains[s].n_items
+  if n_s == 0:
+    raise ValueError(f"the split has no source domains for {target!r}")
+  S = sum(user_item(ds, split, s, offs[s], n_s) for s in split.sources).tocsr()
+  S.data[:] = 1.0
+  T = user_item(ds, split, target, 0, n_t)
+  t0 = time.perf_counter()
+  C = (S.T @ T).tocsr()                                           # [n_s, n_t] co-consumption
+  deg_s = np.asarray(S.sum(0)).ravel()
+  deg_t = np.asarray(T.sum(0)).ravel()
+  Cn = sp.diags(1.0 / np.sqrt(np.maximum(deg_s, 1))) @ C @ sp.diags(
+      1.0 / np.sqrt(np.maximum(deg_t, 1)))
+  Cn = Cn.tocsr()
+  arrays = inputs.eval_arrays(ds, split, target, part)
+  users = arrays["user"]
+  src = S[users]                                                  # [n_eval, n_s]
+  cooc = np.asarray((src @ Cn).todense(), np.float32)             # [n_eval, n_t]
+  raw = np.asarray((src @ C).todense(), np.float32)
+  log(f"co-consumption: {C.nnz} (source item, target item) pairs from "
+      f"{int((np.diff(S.indptr) > 0).sum())} users with source history; "
+      f"{time.perf_counter() - t0:.1f} s")
+  row_of = {int(u): j for j, u in enumerate(users)}
+  pop = deg_t.astype(np.float32)
+  pop_tb = pop / (pop.max() + 1.0)                                # < 1: a pure tie-breaker
+  scale = np.where(cooc.max(1, keepdims=True) > 0, cooc.max(1, keepdims=True), 1.0)
+
+  def scorer(kind):
+    def score(batch):
+      out = np.zeros((len(batch["user"]), n_t), np.float32)
+      for i, (u, ok) in enumerate(zip(batch["user"], batch["example_mask"])):
+        if not ok:
+          continue
+        c = cooc[row_of[int(u)]]
+        if kind == "pop":
+          out[i] = pop
+        elif kind == "cooc":
+          out[i] = c
+        elif kind == "raw":
+          out[i] = raw[row_of[int(u)]]
+        else:                # co-consumption first (scaled to >= 1 apart), popularity breaks ties
+          out[i] = np.where(c > 0, 1.0 + c / scale[row_of[int(u)]], 0.0) * 2.0 + pop_tb
+      return out
+    return score
+
+  res, pvals = {}, {}
+  for kind in ("pop", "cooc", "raw", "cooc+pop"):
+    r = evaluate_lib.evaluate(score_fn=scorer(kind), arrays=arrays, n_items=n_t,
+                              batch_size=256, exclude="history", ks=[10, 50])
+    res[kind] = r
+    if kind != "pop":
+      pvals[kind] = significance.paired_test(r.per_example["ndcg@10"],
+                                             res["pop"].per_example["ndcg@10"])
+    p = f"  p (ndcg@10 vs pop, paired Wilcoxon) {pvals[kind]:.2g}" if kind in pvals else ""
+    log(f"{kind:9s} ndcg@10 {r.means['ndcg@10']:.4f}  recall@10 {r.means['recall@10']:.4f}  "
+        f"recall@50 {r.means['recall@50']:.4f}{p}")
+  tgt = arrays["target"]
+  has_src = np.diff(S.indptr)[users] > 0
+  reach = np.array([cooc[j, t] > 0 for j, t in enumerate(tgt)])
+  log(f"{part} users: {len(users)}; with source history {has_src.mean():.3f}; target "
+      f"co-occurs with one of their source items: {reach.mean():.3f}")
+  return {"reach": float(reach.mean()), "has_source": float(has_src.mean()),
+          "p_vs_pop": pvals, **{k: r.means for k, r in res.items()}}
+
+
+def main(argv=None) -> dict:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--config", required=True)
+  ap.add_argument("--protocol", default="")
+  ap.add_argument("--k", type=int, default=-1)
+  ap.add_argument("--part", default="test", choices=("valid", "test"))
+  ap.add_argument("--target", default="", help="multi_domain: the domain ranked")
+  ap.add_argument("--set", action="append", default=[], help="config override key=value")
+  a = ap.parse_args(argv)
+  c = load_config(a.config, a.protocol, a.k, a.set)
+  t0 = time.perf_counter()
+  ds, _ = load.load(c.data, tokenize=False)
+  split = protocols.make_split(ds, c)
+  target = a.target or split.targets[0]
+  if len(split.targets) > 1 or target not in split.targets:
+    split = protocols.target_view(split, target)
+  print(f"{a.config} protocol={split.protocol} k={split.k} target={target} "
+        f"sources={split.sources} (data + split {time.perf_counter() - t0:.1f} s)", flush=True)
+  return measure(ds, split, target, a.part)
+
+
+if __name__ == "__main__":
+  main()
