@@ -100,6 +100,7 @@ def sequential_config() -> mlc.ConfigDict:
                              pack=True,   # several users' windows per row (models/sasrec.py)
                              # early stopping on the VALID split, epochs = the ceiling
                              select_epoch=False, patience=3, select_metric="ndcg@10",
+                             schedule="constant", warmup_steps=0,   # | cosine | linear decay
                              dtype="float32"))  # 'bfloat16' on GPU/TPU: the blocks' compute
 
 

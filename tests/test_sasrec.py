@@ -408,3 +408,20 @@ def test_select_epoch_patience_on_a_constructed_curve():
                                     metric=bad, patience=2)
   with pytest.raises(ValueError, match="patience"):
     run(0)
+
+
+def test_learning_rate_schedule_reaches_the_optimizer(world):
+  """The loss at step t is measured before update t.  'cosine' (no warm-up) makes the same
+  update 0 as 'constant' (both at the peak lr) and smaller ones after; a linear warm-up makes
+  update 0 at lr 0, so its step-1 loss already differs from the constant run's."""
+  ds, splits = world
+  sp = splits["warm"]
+  run = lambda **kw: sasrec.train_sasrec(ds, sp, target="Movies", seed=0,
+                                         cfg=dict(TINY, steps=4, dropout=0.0, **kw))
+  const, cos = run(), run(schedule="cosine")
+  assert const.losses[0] == cos.losses[0] and const.losses[1] == cos.losses[1]
+  assert const.losses[2] != cos.losses[2]
+  warm = run(schedule="linear", warmup_steps=2)
+  assert warm.losses[0] == const.losses[0] and warm.losses[1] != const.losses[1]
+  with pytest.raises(ValueError, match="schedule"):
+    run(schedule="step")

@@ -72,7 +72,11 @@ DEFAULTS = dict(
     # Early stopping on the VALID split (RecBole's protocol): score the valid users after every
     # epoch with the run's own evaluator, keep the best epoch's parameters, stop after
     # `patience` epochs without a gain.  `epochs` (or `steps`) is then the ceiling.
-    select_epoch=False, patience=3, select_metric="ndcg@10")
+    select_epoch=False, patience=3, select_metric="ndcg@10",
+    # Learning rate over the run's `steps` (epochs × steps per epoch; with select_epoch the
+    # ceiling): constant (the setting measured above) | cosine | linear decay, after a linear
+    # warm-up of `warmup_steps`.
+    schedule="constant", warmup_steps=0)
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
@@ -567,7 +571,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
   dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
   init_fn = lambda rng: module.init(rng, *dummy, users_BxL=dummy_users)
-  opt_cfg = dict(lr=float(o.lr), schedule="constant", weight_decay=float(o.weight_decay),
+  opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
+                 total_steps=total, weight_decay=float(o.weight_decay),
                  clip_norm=float(o.clip_norm))
   key = jax.random.PRNGKey(seed)
   k_init, k_train = jax.random.split(key)
