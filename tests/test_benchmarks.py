@@ -43,5 +43,10 @@ def test_source_signal_finds_the_synthetic_worlds_cross_domain_signal(capsys):
   assert out["cooc"]["ndcg@10"] > out["pop"]["ndcg@10"] + 0.05, out
   assert out["p_vs_pop"]["cooc"] < 0.01, out
   assert out["cooc+pop"]["recall@50"] >= out["pop"]["recall@50"], out
+  assert out["blend"] is None                      # k = 0: no target history to blend with
   text = capsys.readouterr().out
   assert "p (ndcg@10 vs pop" in text and "target co-occurs" in text
+  # k = 1: the source adds to item-kNN over the one revealed item (λ picked on valid users).
+  b = source_signal.main([f"--config={root}/configs/default.py", "--k=1"])["blend"]
+  assert b["lambda"] > 0 and b["valid"][b["lambda"]] > b["valid"][0.0]
+  assert b["blended"]["ndcg@10"] > b["itemknn"]["ndcg@10"], b
