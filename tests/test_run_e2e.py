@@ -165,6 +165,11 @@ def test_select_epoch_in_a_run_and_its_guard(tiny_run, tmp_path):
     curve = [c["ndcg@10"] for c in info["valid_curve"]]
     assert 1 <= info["best_epoch"] <= info["epochs_run"] == len(curve) <= 3, m
     assert info["best_valid"] == max(curve), m
+    kept = json.loads((tmp_path / "run" / "results.json").read_text())["selected_epochs"][m]
+    assert kept == [{"seed": 0, "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
+                     "best_valid": info["best_valid"], "metric": "ndcg@10"}]
+  md = (tmp_path / "run" / "report.md").read_text()
+  assert "## Epochs kept on the valid split (early stopping on ndcg@10)" in md
   with pytest.raises(ValueError, match="select_epoch .* needs eval_part='test'"):
     cli.main(base + ["--config.recommend.eval_part=valid",
                      f"--workdir={tmp_path / 'never'}"])

@@ -86,7 +86,14 @@ def aggregate(runs: dict[str, list[dict]], rec_dir: Path, *, full: str = "xdkt",
         w = significance.negative_transfer_warning(gain[m], metric=m) if m in gain else None
         if w:
           warnings.append(w)
+  # Early stopping on valid (recommend.sequential.select_epoch): what each run kept.
+  selected = {n: [{"seed": s["seed"], "best_epoch": s["info"]["best_epoch"],
+                   "epochs_run": s["info"]["epochs_run"], "best_valid": s["info"]["best_valid"],
+                   "metric": s["info"]["select_metric"]} for s in r]
+              for n, r in runs.items()
+              if r and all("best_epoch" in s.get("info", {}) for s in r)}
   return {"metrics": metrics, "beyond": beyond, "paired_p_vs_" + full: paired,
+          "selected_epochs": selected,
           "transfer_gain": gain, "groups": groups, "warnings": warnings,
           "seeds": {n: [s["seed"] for s in r] for n, r in runs.items()},
           "deterministic": [n for n, r in runs.items() if r[0].get("deterministic")]}
@@ -153,6 +160,15 @@ def markdown(results: dict) -> str:
     for n in methods:
       lines.append(f"| {n} | " + " | ".join(_fmt(stats["groups"][n][g].get("ndcg@10"))
                                              for g in glist) + " |")
+  if stats.get("selected_epochs"):
+    sel = stats["selected_epochs"]
+    metric = next(iter(sel.values()))[0]["metric"]
+    lines += ["", f"## Epochs kept on the valid split (early stopping on {metric})", "",
+              f"| method | kept epoch / epochs run, per seed | valid {metric} of the kept epoch |",
+              "|---|---|---|"]
+    for n, r in sel.items():
+      lines.append(f"| {n} | " + ", ".join(f"{x['best_epoch']}/{x['epochs_run']}" for x in r)
+                   + " | " + ", ".join(_fmt(x["best_valid"]) for x in r) + " |")
   if results.get("alignment"):
     a = results["alignment"]
     lines += ["", "## Alignment (xdkt, seed 0)", "",
