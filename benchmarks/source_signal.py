@@ -92,7 +92,7 @@ def measure(ds, split, target: str, part: str, log=print) -> dict:
   Cn = sp.diags(1.0 / np.sqrt(np.maximum(deg_s, 1))) @ C @ sp.diags(
       1.0 / np.sqrt(np.maximum(deg_t, 1)))
   Cn = Cn.tocsr()
-  arrays = inputs.eval_arrays(ds, split, target, part)
+  arrays = dict(inputs.eval_arrays(ds, split, target, part))
   users = arrays["user"]
   src = S[users]                                                  # [n_eval, n_s]
   cooc = np.asarray((src @ Cn).todense(), np.float32)             # [n_eval, n_t]
@@ -100,27 +100,23 @@ def measure(ds, split, target: str, part: str, log=print) -> dict:
   log(f"co-consumption: {C.nnz} (source item, target item) pairs from "
       f"{int((np.diff(S.indptr) > 0).sum())} users with source history; "
       f"{time.perf_counter() - t0:.1f} s")
-  row_of = {int(u): j for j, u in enumerate(users)}
+  arrays["row"] = np.arange(len(users), dtype=np.int32)           # batch row -> eval row
   pop = deg_t.astype(np.float32)
   pop_tb = pop / (pop.max() + 1.0)                                # < 1: a pure tie-breaker
-  scale = np.where(cooc.max(1, keepdims=True) > 0, cooc.max(1, keepdims=True), 1.0)
+  top = cooc.max(1, keepdims=True)
+  unit = cooc / np.where(top > 0, top, 1.0)
 
   def scorer(kind):
     def score(batch):
-      out = np.zeros((len(batch["user"]), n_t), np.float32)
-      for i, (u, ok) in enumerate(zip(batch["user"], batch["example_mask"])):
-        if not ok:
-          continue
-        c = cooc[row_of[int(u)]]
-        if kind == "pop":
-          out[i] = pop
-        elif kind == "cooc":
-          out[i] = c
-        elif kind == "raw":
-          out[i] = raw[row_of[int(u)]]
-        else:                # co-consumption first (scaled to >= 1 apart), popularity breaks ties
-          out[i] = np.where(c > 0, 1.0 + c / scale[row_of[int(u)]], 0.0) * 2.0 + pop_tb
-      return out
+      rows = batch["row"]
+      if kind == "pop":
+        return np.broadcast_to(pop, (len(rows), n_t))
+      if kind == "cooc":
+        return cooc[rows]
+      if kind == "raw":
+        return raw[rows]
+      # co-consumption first (those items score >= 2, the rest < 1), popularity breaks ties
+      return np.where(cooc[rows] > 0, 2.0 + 2.0 * unit[rows], 0.0) + pop_tb
     return score
 
   res, pvals = {}, {}
