@@ -28,7 +28,6 @@ Prints one line per measurement; results go to benchmarks/RESULTS.md by hand.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -40,51 +39,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
+from xdkt_jax import main as cli  # noqa: E402
 from xdkt_jax import significance  # noqa: E402
 from xdkt_jax.data import inputs, load, protocols  # noqa: E402
+from xdkt_jax.models.baselines import common as baseline_common  # noqa: E402
 
 
 def load_config(path: str, protocol: str, k: int, sets: list[str]):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config()
-  with c.unlocked():
-    if protocol:
-      c.protocol = protocol
-    if k >= 0:
-      c.protocol_k = k
-    for s in sets:
-      key, _, value = s.partition("=")
-      node = c
-      *parents, leaf = key.split(".")
-      for p in parents:
-        node = node[p]
-      node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
-          value.lower() in ("1", "true", "yes"))
-  return c
-
-
-def user_item(ds, split, domain: str, offset: int, n_cols: int) -> sp.csr_matrix:
-  """Binary users × items matrix of `domain`'s TRAINING rows, columns shifted by `offset`."""
-  inter = ds.domains[domain].inter
-  rows = np.asarray(split.train_rows[domain], np.int64)
-  m = sp.csr_matrix((np.ones(len(rows), np.float32), (inter.user[rows], inter.item[rows] + offset)),
-                    shape=(ds.n_users, n_cols))
-  m.data[:] = 1.0                                   # repeated (user, item) pairs count once
-  return m
+  """The config as `xdkt run` would read it: the CLI's parser, `--set a.b=v` as
+  `--config.a.b=v` (typed and checked by ml_collections)."""
+  argv = ["xdkt", "stats", f"--config={path}"] + [f"--config.{x}" for x in sets]
+  argv += [f"--config.protocol={protocol}"] if protocol else []
+  argv += [f"--config.protocol_k={k}"] if k >= 0 else []
+  return cli.parse(argv)[1]
 
 
 def measure(ds, split, target: str, part: str, log=print) -> dict:
   n_t = ds.domains[target].n_items
-  offs, n_s = {}, 0
-  for s in split.sources:
-    offs[s], n_s = n_s, n_s + ds.domains[s].n_items
-  if n_s == 0:
+  td = baseline_common.train_data(ds, split, target)   # binary user × item, training rows
+  S, T = td.source, td.target
+  if S.shape[1] == 0:
     raise ValueError(f"the split has no source domains for {target!r}")
-  S = sum(user_item(ds, split, s, offs[s], n_s) for s in split.sources).tocsr()
-  S.data[:] = 1.0
-  T = user_item(ds, split, target, 0, n_t)
   t0 = time.perf_counter()
   C = (S.T @ T).tocsr()                                           # [n_s, n_t] co-consumption
   deg_s = np.asarray(S.sum(0)).ravel()
@@ -156,10 +131,15 @@ def blend_check(ds, split, target: str, S, C, part: str, log=print) -> dict:
   n_t = ds.domains[target].n_items
   lams = (0.0, 0.03, 0.1, 0.3, 1.0)
 
-  def run(p: str, lam: float):
+  def prepare(p: str):
     arrays = dict(inputs.eval_arrays(ds, split, target, p))
     arrays["row"] = np.arange(len(arrays["user"]), dtype=np.int32)
-    src = _unit(np.asarray((S[arrays["user"]] @ C).todense(), np.float32))
+    return arrays, _unit(np.asarray((S[arrays["user"]] @ C).todense(), np.float32))
+
+  prepared = {p: prepare(p) for p in {"valid", part}}
+
+  def run(p: str, lam: float):
+    arrays, src = prepared[p]
 
     def score(batch):
       out = _unit(np.asarray(knn.score(batch), np.float32))
