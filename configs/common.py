@@ -113,6 +113,9 @@ def recommend_config() -> mlc.ConfigDict:
       workers=1,                   # (method, seed) runs at once, in threads (one device only)
       ks="5,10,20,50",
       sequential=sequential_config(),
+      # Neighbourhood fusion of every sequential method (recommend.py): candidate weights w of
+      # z(model) + w·z(item-kNN), one picked per run on the valid split; "" = off.
+      neighbour_blend="",
       # The full method's own terms (models/xdkt.py).
       # align: none | infonce | mmd | mmd_linear | coral | adversarial (weight λ);
       # source_weight μ: the source side alone must predict target items (models/xdkt.py).

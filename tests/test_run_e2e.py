@@ -174,3 +174,33 @@ def test_select_epoch_in_a_run_and_its_guard(tiny_run, tmp_path):
     cli.main(base + ["--config.recommend.eval_part=valid",
                      f"--workdir={tmp_path / 'never'}"])
   assert not (tmp_path / "never" / "data").exists()     # refused before any stage ran
+
+
+def test_neighbour_fusion_in_a_run_and_its_guard(tiny_run, tmp_path):
+  """recommend.neighbour_blend: every sequential run records the weight it picked on valid
+  (the best valid score among the candidates, 0 included), results.json and report.md show
+  it, baselines are untouched; reporting on the valid split with it is a one-line error."""
+  tmp, _ = tiny_run
+  base = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+          f"--config.data.cache_dir={tmp / 'cache'}",
+          "--config.recommend.methods=xdkt,target_only,itemknn", "--config.recommend.seeds=1",
+          "--config.recommend.neighbour_blend=0.5,2"]
+  assert cli.main(base) == 0
+  r = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(r["neighbour_fusion"]) == {"xdkt", "target_only"}
+  for m in ("xdkt", "target_only"):
+    info = json.loads((tmp_path / "run" / "recommend" / m / "seed_0" / "summary.json")
+                      .read_text())["info"]
+    curve = {v["weight"]: v["ndcg@10"] for v in info["neighbour_valid"]}
+    assert sorted(curve) == [0.0, 0.5, 2.0]
+    assert curve[info["neighbour_weight"]] == max(curve.values()), m
+    assert r["neighbour_fusion"][m] == [{"seed": 0, "weight": info["neighbour_weight"],
+                                         "metric": "ndcg@10", "valid": info["neighbour_valid"]}]
+  md = (tmp_path / "run" / "report.md").read_text()
+  assert "## Neighbourhood fusion: z(model) + w·z(item-kNN), w picked on the valid split" in md
+  with pytest.raises(ValueError, match="neighbour_blend picks .* needs eval_part='test'"):
+    cli.main(base + ["--config.recommend.eval_part=valid", f"--workdir={tmp_path / 'never'}"])
+  assert not (tmp_path / "never" / "data").exists()
+  with pytest.raises(ValueError, match="neighbour_blend must be comma-separated numbers"):
+    cli.main(base[:-1] + ["--config.recommend.neighbour_blend=a,b",
+                          f"--workdir={tmp_path / 'never'}"])

@@ -160,6 +160,24 @@ def _hist(batch):
   return np.zeros((b, 1), np.int32), np.zeros((b, 1), np.int8)
 
 
+def selection_metric(metric: str, where: str) -> int:
+  """Checks a valid-split selection metric 'recall|ndcg|mrr@K'; returns K."""
+  name, _, k = str(metric).partition("@")
+  if name not in ("recall", "ndcg", "mrr") or not k.isdigit() or int(k) < 1:
+    raise ValueError(f"{where}: select_metric must be recall|ndcg|mrr@K, got {metric!r}")
+  return int(k)
+
+
+def valid_score(score_fn, valid: Mapping[str, np.ndarray], *, n_items: int, metric: str) -> float:
+  """Mean `metric` over the valid examples, with the evaluator of the reported numbers (full
+  ranking, seen items excluded, pessimistic ties): what early stopping and neighbourhood
+  fusion select on."""
+  k = selection_metric(metric, "valid_score")
+  return float(evaluate(score_fn=score_fn, arrays=valid, n_items=n_items,
+                        batch_size=min(256, len(valid["target"])), exclude="history",
+                        ks=[k]).means[metric])
+
+
 def _device_or_none(x):
   return None if x is None else jnp.asarray(x)
 

@@ -21,6 +21,13 @@ Seeds: a method with training randomness runs with seeds 0..S−1.  pop, itemknn
 text_knn and hybrid are deterministic functions of the split, so ONE run is their result for
 every seed (recorded as `deterministic`); their CI is then a bootstrap over test users.
 
+Neighbourhood fusion (`recommend.neighbour_blend`, off by default): a sequential method's score
+becomes z(its score) + w · z(item-kNN score), z per user row over the catalogue, the item-kNN
+of this split's training rows (`itemknn`'s own similarity).  w is picked per run on the VALID
+users from the listed weights (0 always among them, so the data can turn it off) by
+`sequential.select_metric`.  Every sequential method gets it alike, so the transfer gain still
+compares xdkt with the same recommender without transfer.
+
 Every (method, seed) leaves `<dir>/<method>/seed_<s>/` with per_user.npz (per-example
 metrics), summary.json and DONE (fingerprint of its inputs), so a rerun skips finished ones.
 """
@@ -57,6 +64,13 @@ class Context:
   user_has: np.ndarray                       # [n_users] bool
   pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
   log: Any = print
+  _itemknn: Any = dataclasses.field(default=None, repr=False)
+
+  def itemknn(self):
+    """The split's item-kNN (deterministic), fitted once per context."""
+    if self._itemknn is None:
+      self._itemknn = baselines.fit("itemknn", self.ds, self.split, target=self.target)
+    return self._itemknn
 
   def source_item_knowledge(self) -> np.ndarray:
     srcs = [s for s in self.split.sources if s in self.item_knowledge]
@@ -80,10 +94,76 @@ def check_config(config) -> None:
   """The recommend settings that would fail late or mislead: checked before any stage runs."""
   rc = config.recommend
   parse_methods(rc.methods)
+  neighbour_weights(rc.get("neighbour_blend", ""))
+  if rc.get("neighbour_blend", "") and str(rc.eval_part) != "test":
+    raise ValueError("config.recommend.neighbour_blend picks each run's weight on the valid "
+                     "split, so it needs eval_part='test' (with 'valid' the numbers would be "
+                     "selected on themselves)")
   if rc.sequential.get("select_epoch", False) and str(rc.eval_part) != "test":
     raise ValueError("config.recommend.sequential.select_epoch picks each run's epoch on the "
                      "valid split, so it needs eval_part='test' (with 'valid' the numbers "
                      "would be selected on themselves)")
+  if rc.get("neighbour_blend", "") or rc.sequential.get("select_epoch", False):
+    evaluate_lib.selection_metric(rc.sequential.get("select_metric", "ndcg@10"),
+                                  "config.recommend.sequential")
+
+
+def neighbour_weights(spec) -> list[float]:
+  """`recommend.neighbour_blend` ("0.1,0.3,1") → sorted weights with 0 first; "" → []."""
+  text = str(spec or "").strip()
+  if not text:
+    return []
+  try:
+    ws = [float(x) for x in text.split(",") if x.strip()]
+  except ValueError:
+    raise ValueError(f"config.recommend.neighbour_blend must be comma-separated numbers, "
+                     f"got {spec!r}") from None
+  if not ws or any(not np.isfinite(w) or w < 0 for w in ws):
+    raise ValueError(f"config.recommend.neighbour_blend weights must be finite and >= 0, "
+                     f"got {spec!r}")
+  return sorted(set([0.0] + ws))
+
+
+@dataclasses.dataclass
+class NeighbourFused:
+  """A sequential model with neighbourhood fusion: score = z(model) + weight · z(item-kNN)."""
+  model: Any
+  knn: Any
+  weight: float
+  info: dict
+
+  @property
+  def losses(self):
+    return self.model.losses
+
+  def score(self, batch) -> np.ndarray:
+    if self.weight == 0.0:   # exactly the model's own ranking
+      return self.model.score(batch)
+    s = baselines.common.zscore_rows(self.model.score(batch))
+    return (s + self.weight * baselines.common.zscore_rows(self.knn.score(batch))).astype(
+        np.float32)
+
+
+def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -> NeighbourFused:
+  """Picks the fusion weight on the valid users (full ranking, seen items excluded: the
+  reported numbers' evaluator); ties go to the smaller weight."""
+  evaluate_lib.selection_metric(metric, "neighbour_blend")
+  valid = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, "valid")
+  if len(valid["target"]) == 0:
+    raise ValueError(f"config.recommend.neighbour_blend needs valid examples, and the "
+                     f"{ctx.split.protocol!r} split has none in {ctx.target!r}")
+  fused = NeighbourFused(model, ctx.itemknn(), 0.0, dict(getattr(model, "info", {})))
+  curve = {}
+  for w in weights:
+    fused.weight = w
+    curve[w] = evaluate_lib.valid_score(fused.score, valid, metric=metric,
+                                        n_items=ctx.ds.domains[ctx.target].n_items)
+  fused.weight = max(weights, key=lambda w: (curve[w], -w))
+  fused.info.update(neighbour_weight=fused.weight, neighbour_metric=metric,
+                    neighbour_valid=[{"weight": w, metric: v} for w, v in curve.items()])
+  ctx.log(f"neighbourhood fusion: weight {fused.weight:g} (valid {metric} "
+          + ", ".join(f"{w:g}: {v:.4f}" for w, v in curve.items()) + ")")
+  return fused
 
 
 def seeds_for(name: str, n_seeds: int) -> list[int]:
@@ -119,7 +199,7 @@ def fit(name: str, ctx: Context, seed: int):
 
 
 def train_losses(model) -> list[float]:
-  if isinstance(model, sasrec.SASRecModel):
+  if isinstance(model, (sasrec.SASRecModel, NeighbourFused)):
     return [float(x) for x in model.losses]
   return []
 
@@ -147,6 +227,9 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
   rc = ctx.config.recommend
   t0 = time.time()
   model = fit(name, ctx, seed)
+  weights = neighbour_weights(rc.get("neighbour_blend", ""))
+  if name in SEQUENTIAL and weights:
+    model = fuse_neighbours(model, ctx, weights, metric=str(rc.sequential.select_metric))
   fit_s = time.time() - t0
   n_items = ctx.ds.domains[ctx.target].n_items
   t1 = time.time()
@@ -163,7 +246,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
              "info": getattr(model, "info", {})}
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
   if name == "xdkt" and seed == 0 and ctx.split.sources:
-    save_alignment_views(model, ctx, out)
+    save_alignment_views(getattr(model, "model", model), ctx, out)
   done.write_text(fp)
   ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
           f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
@@ -201,6 +284,8 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     # The method's own settings: a baseline is not retrained when only SASRec's change.
     own = rc.sequential.to_json() if name in SEQUENTIAL else ""
     own += rc.xdkt.to_json() if name == "xdkt" else ""
+    blend = str(rc.get("neighbour_blend", ""))
+    own += f"|neighbour_blend={blend}" if name in SEQUENTIAL and blend else ""
     jobs += [(name, s, f"{fp}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
   run = lambda job: run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
                             fp=job[2], popularity=popularity, groups=groups)

@@ -92,8 +92,14 @@ def aggregate(runs: dict[str, list[dict]], rec_dir: Path, *, full: str = "xdkt",
                    "metric": s["info"]["select_metric"]} for s in r]
               for n, r in runs.items()
               if r and all("best_epoch" in s.get("info", {}) for s in r)}
+  # Neighbourhood fusion (recommend.neighbour_blend): the weight each run picked on valid.
+  fusion = {n: [{"seed": s["seed"], "weight": s["info"]["neighbour_weight"],
+                 "metric": s["info"]["neighbour_metric"],
+                 "valid": s["info"]["neighbour_valid"]} for s in r]
+            for n, r in runs.items()
+            if r and all("neighbour_weight" in s.get("info", {}) for s in r)}
   return {"metrics": metrics, "beyond": beyond, "paired_p_vs_" + full: paired,
-          "selected_epochs": selected,
+          "selected_epochs": selected, "neighbour_fusion": fusion,
           "transfer_gain": gain, "groups": groups, "warnings": warnings,
           "seeds": {n: [s["seed"] for s in r] for n, r in runs.items()},
           "deterministic": [n for n, r in runs.items() if r[0].get("deterministic")]}
@@ -169,6 +175,17 @@ def markdown(results: dict) -> str:
     for n, r in sel.items():
       lines.append(f"| {n} | " + ", ".join(f"{x['best_epoch']}/{x['epochs_run']}" for x in r)
                    + " | " + ", ".join(_fmt(x["best_valid"]) for x in r) + " |")
+  if stats.get("neighbour_fusion"):
+    fus = stats["neighbour_fusion"]
+    metric = next(iter(fus.values()))[0]["metric"]
+    lines += ["", "## Neighbourhood fusion: z(model) + w·z(item-kNN), w picked on the valid split",
+              "", f"| method | w per seed | valid {metric} at w = 0 | valid {metric} at the "
+              "picked w |", "|---|---|---|---|"]
+    at = lambda x, w: next(v[metric] for v in x["valid"] if v["weight"] == w)
+    for n, r in fus.items():
+      lines.append(f"| {n} | " + ", ".join(f"{x['weight']:g}" for x in r) + " | "
+                   + ", ".join(_fmt(at(x, 0.0)) for x in r) + " | "
+                   + ", ".join(_fmt(at(x, x["weight"])) for x in r) + " |")
   if results.get("alignment"):
     a = results["alignment"]
     lines += ["", "## Alignment (xdkt, seed 0)", "",

@@ -656,9 +656,7 @@ def _train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int,
   Returns (the last loop result, {params, extra, best_epoch, best_valid, epochs_run,
   valid_curve, select_metric})."""
   from xdkt_jax import evaluate as evaluate_lib  # pylint: disable=import-outside-toplevel
-  name, _, k = metric.partition("@")
-  if name not in ("recall", "ndcg", "mrr") or not k.isdigit() or int(k) < 1:
-    raise ValueError(f"sasrec: select_metric must be recall|ndcg|mrr@K, got {metric!r}")
+  evaluate_lib.selection_metric(metric, "sasrec")
   if patience < 1:
     raise ValueError(f"sasrec: patience must be >= 1, got {patience}")
   spe = max(1, int(steps_per_epoch))
@@ -667,10 +665,7 @@ def _train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int,
     result = train_to(state, at, min(total, at + spe))
     state, at, epoch = result.state, min(total, at + spe), epoch + 1
     scorer.params, scorer.extra = state.params, state.extra
-    value = float(evaluate_lib.evaluate(
-        score_fn=scorer.score, arrays=valid, n_items=n_items,
-        batch_size=min(256, len(valid["target"])), exclude="history",
-        ks=[int(k)]).means[metric])
+    value = evaluate_lib.valid_score(scorer.score, valid, n_items=n_items, metric=metric)
     curve.append({"epoch": epoch, "step": at, metric: value})
     if best is None or value > best[0]:
       extra = None if state.extra is None else jax.device_get(state.extra)
