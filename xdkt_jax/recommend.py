@@ -37,6 +37,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,15 @@ class Context:
   user_has: np.ndarray                       # [n_users] bool
   pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
   log: Any = print
-  _itemknn: Any = dataclasses.field(default=None, repr=False)
+  _itemknn: Any = dataclasses.field(default=None, init=False, repr=False)
+  _lock: Any = dataclasses.field(default_factory=threading.Lock, init=False, repr=False)
 
   def itemknn(self):
-    """The split's item-kNN (deterministic), fitted once per context."""
-    if self._itemknn is None:
-      self._itemknn = baselines.fit("itemknn", self.ds, self.split, target=self.target)
-    return self._itemknn
+    """The split's item-kNN (deterministic), fitted once per context (runs may be threads)."""
+    with self._lock:
+      if self._itemknn is None:
+        self._itemknn = baselines.fit("itemknn", self.ds, self.split, target=self.target)
+      return self._itemknn
 
   def source_item_knowledge(self) -> np.ndarray:
     srcs = [s for s in self.split.sources if s in self.item_knowledge]
