@@ -157,6 +157,9 @@ def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -
                      f"{ctx.split.protocol!r} split has none in {ctx.target!r}")
   fused = NeighbourFused(model, ctx.itemknn(), 0.0, dict(getattr(model, "info", {})))
   curve = {}
+  # One evaluator pass per weight re-scores the valid users each time: memory stays one batch
+  # (keeping both [n_valid, N] score matrices would not), and on the real runs the whole pick
+  # took 4–10 s beside 150–400 s of training (benchmarks/RESULTS.md).
   for w in weights:
     fused.weight = w
     curve[w] = evaluate_lib.valid_score(fused.score, valid, metric=metric,
