@@ -97,16 +97,18 @@ def check_config(config) -> None:
   """The recommend settings that would fail late or mislead: checked before any stage runs."""
   rc = config.recommend
   parse_methods(rc.methods)
-  neighbour_weights(rc.get("neighbour_blend", ""))
-  if rc.get("neighbour_blend", "") and str(rc.eval_part) != "test":
-    raise ValueError("config.recommend.neighbour_blend picks each run's weight on the valid "
-                     "split, so it needs eval_part='test' (with 'valid' the numbers would be "
-                     "selected on themselves)")
-  if rc.sequential.get("select_epoch", False) and str(rc.eval_part) != "test":
-    raise ValueError("config.recommend.sequential.select_epoch picks each run's epoch on the "
-                     "valid split, so it needs eval_part='test' (with 'valid' the numbers "
-                     "would be selected on themselves)")
-  if rc.get("neighbour_blend", "") or rc.sequential.get("select_epoch", False):
+  # Settings that pick something per run on the VALID split: reporting on it would select
+  # the numbers on themselves, and their metric must parse before hours of training.
+  on_valid = [(key, what) for key, what, on in (
+      ("neighbour_blend", "weight", bool(neighbour_weights(rc.get("neighbour_blend", "")))),
+      ("sequential.select_epoch", "epoch", bool(rc.sequential.get("select_epoch", False))))
+              if on]
+  for key, what in on_valid:
+    if str(rc.eval_part) != "test":
+      raise ValueError(f"config.recommend.{key} picks each run's {what} on the valid split, "
+                       f"so it needs eval_part='test' (with 'valid' the numbers would be "
+                       f"selected on themselves)")
+  if on_valid:
     evaluate_lib.selection_metric(rc.sequential.get("select_metric", "ndcg@10"),
                                   "config.recommend.sequential")
 
@@ -232,10 +234,10 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
     return json.loads((out / "summary.json").read_text())
   rc = ctx.config.recommend
   t0 = time.time()
-  model = fit(name, ctx, seed)
+  trained = model = fit(name, ctx, seed)
   weights = neighbour_weights(rc.get("neighbour_blend", ""))
   if name in SEQUENTIAL and weights:
-    model = fuse_neighbours(model, ctx, weights, metric=str(rc.sequential.select_metric))
+    model = fuse_neighbours(trained, ctx, weights, metric=str(rc.sequential.select_metric))
   fit_s = time.time() - t0
   n_items = ctx.ds.domains[ctx.target].n_items
   t1 = time.time()
@@ -252,7 +254,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
              "info": getattr(model, "info", {})}
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
   if name == "xdkt" and seed == 0 and ctx.split.sources:
-    save_alignment_views(getattr(model, "model", model), ctx, out)
+    save_alignment_views(trained, ctx, out)
   done.write_text(fp)
   ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
           f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
