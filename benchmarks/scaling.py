@@ -168,6 +168,7 @@ def eval_inputs(n_items: int, args, seed: int = 0):
             "target": rng.integers(0, n_items, args.eval_users, dtype=np.int32),
             "hist": rng.integers(0, n_items, (args.eval_users, args.hist_len), dtype=np.int32),
             "hist_mask": np.ones((args.eval_users, args.hist_len), np.int8)}
+  arrays["exclude_items"], arrays["exclude_mask"] = arrays["hist"], arrays["hist_mask"]
   return users, items, arrays
 
 
@@ -175,8 +176,7 @@ def eval_point(n_items: int, args) -> dict:
   users, items, arrays = eval_inputs(n_items, args)
   user_fn = lambda batch: users[jnp.asarray(batch["user"])]
   run = lambda: evaluate_lib.evaluate_embeddings(
-      user_repr_fn=user_fn, item_emb_NxD=items, arrays=arrays, batch_size=args.eval_batch,
-      exclude="history")
+      user_repr_fn=user_fn, item_emb_NxD=items, arrays=arrays, batch_size=args.eval_batch)
   t = time.perf_counter()
   res = run()   # warm-up: compiles the ranking step for this catalogue size
   first = time.perf_counter() - t

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from xdkt_jax import conventions  # noqa: E402
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax import main as cli  # noqa: E402
 from xdkt_jax import significance  # noqa: E402
@@ -54,9 +55,10 @@ def load_config(path: str, protocol: str, k: int, sets: list[str]):
   return cli.parse(argv)[1]
 
 
-def measure(ds, split, target: str, part: str, log=print) -> dict:
+def measure(ds, split, target: str, part: str, log=print, *, exclude_history: str) -> dict:
   n_t = ds.domains[target].n_items
-  td = baseline_common.train_data(ds, split, target)   # binary user × item, training rows
+  # binary user × item, training rows
+  td = baseline_common.train_data(ds, split, target, consumer="source_signal")
   S, T = td.source, td.target
   if S.shape[1] == 0:
     raise ValueError(f"the split has no source domains for {target!r}")
@@ -67,7 +69,7 @@ def measure(ds, split, target: str, part: str, log=print) -> dict:
   Cn = sp.diags(1.0 / np.sqrt(np.maximum(deg_s, 1))) @ C @ sp.diags(
       1.0 / np.sqrt(np.maximum(deg_t, 1)))
   Cn = Cn.tocsr()
-  arrays = dict(inputs.eval_arrays(ds, split, target, part))
+  arrays = dict(inputs.eval_arrays(ds, split, target, part, exclude_history=exclude_history))
   users = arrays["user"]
   src = S[users]                                                  # [n_eval, n_s]
   cooc = np.asarray((src @ Cn).todense(), np.float32)             # [n_eval, n_t]
@@ -97,15 +99,16 @@ def measure(ds, split, target: str, part: str, log=print) -> dict:
   res, pvals = {}, {}
   for kind in ("pop", "cooc", "raw", "cooc+pop"):
     r = evaluate_lib.evaluate(score_fn=scorer(kind), arrays=arrays, n_items=n_t,
-                              batch_size=256, exclude="history", ks=[10, 50])
+                              batch_size=256, ks=[10, 50])
     res[kind] = r
     if kind != "pop":
-      pvals[kind] = significance.paired_test(r.per_example["ndcg@10"],
-                                             res["pop"].per_example["ndcg@10"])
+      pvals[kind] = significance.paired_user_test(
+          r.per_example["ndcg@10"] - res["pop"].per_example["ndcg@10"], "wilcoxon")
     p = f"  p (ndcg@10 vs pop, paired Wilcoxon) {pvals[kind]:.2g}" if kind in pvals else ""
     log(f"{kind:9s} ndcg@10 {r.means['ndcg@10']:.4f}  recall@10 {r.means['recall@10']:.4f}  "
         f"recall@50 {r.means['recall@50']:.4f}{p}")
-  blend = blend_check(ds, split, target, S, C, part, log) if arrays["hist_mask"].any() else None
+  blend = (blend_check(ds, split, target, S, C, part, log, exclude_history=exclude_history)
+           if arrays["hist_mask"].any() else None)
   tgt = arrays["target"]
   has_src = np.diff(S.indptr)[users] > 0
   reach = np.array([cooc[j, t] > 0 for j, t in enumerate(tgt)])
@@ -121,7 +124,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
   return x / np.where(m > 0, m, 1.0)
 
 
-def blend_check(ds, split, target: str, S, C, part: str, log=print) -> dict:
+def blend_check(ds, split, target: str, S, C, part: str, log=print, *,
+                exclude_history: str) -> dict:
   """Does the source add anything to a model of the TARGET history?  item-kNN over the
   user's target history (the `itemknn` baseline, the best non-sequential model on Art →
   Office warm) blended with the `raw` source co-consumption, each scaled per user to max 1:
@@ -132,7 +136,7 @@ def blend_check(ds, split, target: str, S, C, part: str, log=print) -> dict:
   lams = (0.0, 0.03, 0.1, 0.3, 1.0)
 
   def prepare(p: str):
-    arrays = dict(inputs.eval_arrays(ds, split, target, p))
+    arrays = dict(inputs.eval_arrays(ds, split, target, p, exclude_history=exclude_history))
     arrays["row"] = np.arange(len(arrays["user"]), dtype=np.int32)
     return arrays, _unit(np.asarray((S[arrays["user"]] @ C).todense(), np.float32))
 
@@ -145,12 +149,13 @@ def blend_check(ds, split, target: str, S, C, part: str, log=print) -> dict:
       out = _unit(np.asarray(knn.score(batch), np.float32))
       return out + lam * src[batch["row"]] * batch["example_mask"][:, None]
     return evaluate_lib.evaluate(score_fn=score, arrays=arrays, n_items=n_t, batch_size=256,
-                                 exclude="history", ks=[10])
+                                 ks=[10])
 
   valid = {lam: run("valid", lam).means["ndcg@10"] for lam in lams}
   best = max(lams, key=lambda lam: (valid[lam], -lam))     # ties: the smaller λ
   base, blend = run(part, 0.0), run(part, best)
-  p = significance.paired_test(blend.per_example["ndcg@10"], base.per_example["ndcg@10"])
+  p = significance.paired_user_test(
+      blend.per_example["ndcg@10"] - base.per_example["ndcg@10"], "wilcoxon")
   log("itemknn + λ·source, valid ndcg@10 by λ: " +
       ", ".join(f"{lam:g}: {v:.4f}" for lam, v in valid.items()) + f"; picked λ = {best:g}")
   log(f"{part}: itemknn ndcg@10 {base.means['ndcg@10']:.4f} recall@10 "
@@ -178,7 +183,9 @@ def main(argv=None) -> dict:
     split = protocols.target_view(split, target)
   print(f"{a.config} protocol={split.protocol} k={split.k} target={target} "
         f"sources={split.sources} (data + split {time.perf_counter() - t0:.1f} s)", flush=True)
-  return measure(ds, split, target, a.part)
+  rule = conventions.rule_for(c, ds, target)
+  print(rule.describe(), flush=True)
+  return measure(ds, split, target, a.part, exclude_history=rule.exclude_history)
 
 
 if __name__ == "__main__":

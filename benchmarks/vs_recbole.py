@@ -104,8 +104,9 @@ def main():
   ap.add_argument("--reps", type=int, default=1)
   ap.add_argument("--max-rows", type=int, default=0, help="smoke tests: first N users only")
   ap.add_argument("--data-dir", type=Path, default=default_data_dir())
-  ap.add_argument("--exclude", choices=("history", "none"), default="history",
-                  help="xdkt evaluation: drop history items from the ranking (RecBole: none)")
+  ap.add_argument("--exclude", choices=("none", "train", "all"), default="none",
+                  help="xdkt evaluation's exclude_history rule (default none: RecBole's own "
+                       "full-sort for sequential models; xdkt_jax/conventions.py)")
   ap.add_argument("--xdkt-python", type=Path, default=ROOT / ".venv" / "bin" / "python")
   ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
                   help="xdkt side only: pack several users' windows into a row (faster); "

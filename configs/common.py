@@ -109,6 +109,12 @@ def recommend_config() -> mlc.ConfigDict:
       methods=ALL_METHODS,         # comma-separated, any of the keys of results.json
       seeds=3,                     # every trained method runs once per seed 0..seeds-1
       eval_part="test",            # valid | test
+      # A tuning run (launch/tune.py): eval_part=valid, and settings that select on valid
+      # (early stopping, fusion) are allowed; its report says it is not for reporting.
+      tuning=False,
+      # Which seen items leave the ranking, the same for every method (xdkt_jax/conventions.py):
+      # none | train | all | auto (none where the target ships its split, else all).
+      exclude_history="auto",
       eval_batch_size=256,
       workers=1,                   # (method, seed) runs at once, in threads (one device only)
       ks="5,10,20,50",
@@ -122,6 +128,15 @@ def recommend_config() -> mlc.ConfigDict:
       xdkt=mlc.ConfigDict(dict(align="none", align_weight=0.1, align_temperature=0.1,
                                align_items=256, adversarial_lambda=1.0, user_agg="mean",
                                source_len=50, source_repr="fused", source_weight=1.0)),
+  ))
+
+
+def eval_config() -> mlc.ConfigDict:
+  """How numbers are obtained and judged (xdkt_jax/conventions.py, significance.py)."""
+  return mlc.ConfigDict(dict(
+      convention="xdkt",           # xdkt | recbole_seq | recbole_cf: whose ranking rule
+      alpha=0.05,                  # significant: Holm-corrected p < alpha and CI excludes 0
+      n_boot=2000,                 # resamples of the two-level (seeds × users) bootstrap
   ))
 
 
@@ -148,5 +163,6 @@ def base_config() -> mlc.ConfigDict:
   c.multihost = False                       # True: jax.distributed.initialize() (pods, SLURM)
   c.knowledge = knowledge_config()          # L_k
   c.recommend = recommend_config()          # L_f, the baselines and the control
+  c.eval = eval_config()                    # conventions, intervals, tests
   c.stages = "data,pretrain,adapt,extract,recommend,evaluate,report"  # what `xdkt run` runs
   return c

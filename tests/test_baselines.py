@@ -21,15 +21,17 @@ MF_FAMILY = ("bpr_mf", "cmf", "emcdr")
 
 
 def brute_force_ranks(scores_BxN, batch) -> np.ndarray:
-  """1-based rank of each target: 1 + #{other non-history items scoring >= the target}."""
+  """1-based rank of each target: 1 + #{other non-history items scoring >= the target}; a
+  target in its own history is excluded with it (the rule never looks at the label): N + 1."""
   s = np.asarray(scores_BxN, np.float64).copy()
   t = np.asarray(batch["target"])
   ts = s[np.arange(len(t)), t]
   m = np.asarray(batch["hist_mask"]).astype(bool)
   r, c = np.nonzero(m)[0], np.asarray(batch["hist"])[m]
-  keep = c != t[r]                      # a repeat of the target stays rankable
-  s[r[keep], c[keep]] = -np.inf
-  return (s >= ts[:, None]).sum(1)      # counts the target itself once: that is the +1
+  s[r, c] = -np.inf
+  seen_t = np.isneginf(s[np.arange(len(t)), t])
+  ranks = (s >= ts[:, None]).sum(1)     # counts the target itself once: that is the +1
+  return np.where(seen_t, s.shape[1] + 1, ranks)
 
 
 def metrics_at(ranks, k=10) -> dict:
@@ -45,7 +47,7 @@ def _split(ds, protocol, k):
 
 
 def _batch(ds, split, parts=("test",)):
-  arrs = [inputs.eval_arrays(ds, split, TARGET, p) for p in parts]
+  arrs = [inputs.eval_arrays(ds, split, TARGET, p, exclude_history="all") for p in parts]
   return {key: np.concatenate([a[key] for a in arrs]) for key in arrs[0]}
 
 
@@ -76,8 +78,8 @@ def test_brute_force_ranks_is_pessimistic_and_skips_history():
            "hist_mask": np.array([[1, 0], [1, 0]])}
   s = np.array([[5.0, 9.0, 5.0, 5.0], [1.0, 1.0, 1.0, 0.0]])
   # row 0: item 1 is history (excluded); items 0 and 3 tie with the target → rank 3.
-  # row 1: the target is item 0 and also in history: still ranked; 1 and 2 tie → rank 3.
-  np.testing.assert_array_equal(brute_force_ranks(s, batch), [3, 3])
+  # row 1: the target is item 0 and also in history: excluded with it → a miss, rank N + 1.
+  np.testing.assert_array_equal(brute_force_ranks(s, batch), [3, 5])
 
 
 @pytest.mark.parametrize("name", NAMES)

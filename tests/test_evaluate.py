@@ -14,8 +14,8 @@ from xdkt_jax import evaluate as E
 #  ex0 user0 target 2, history [4]: item 4 (1.0) is seen → excluded; above 0.5: item 0; tied:
 #      item 3 → rank 2.  Without exclusion: items 0, 4 above, item 3 tied → rank 3.
 #  ex1 user1 target 5, no history: highest score → rank 0 (either way).
-#  ex2 user2 target 0, history [0, 1]: the target is in its own history and stays rankable;
-#      item 1 is excluded; above 0.3: item 5; tied: items 2, 3, 4 → rank 4.
+#  ex2 user2 target 0, history [0, 1]: the target is in its own history, which the rule
+#      excludes before the target is known → a miss, rank 6 (N).
 #      Without exclusion: items 1, 5 above + 3 tied → rank 5.
 SCORES = np.array([[0.9, 0.1, 0.5, 0.5, 1.0, 0.2],
                    [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
@@ -23,7 +23,8 @@ SCORES = np.array([[0.9, 0.1, 0.5, 0.5, 1.0, 0.2],
 ARRAYS = {"user": np.array([0, 1, 2], np.int32), "target": np.array([2, 5, 0], np.int32),
           "hist": np.array([[4, 0], [0, 0], [0, 1]], np.int32),
           "hist_mask": np.array([[1, 0], [0, 0], [1, 1]], np.int8)}
-RANKS = [2, 0, 4]
+ARRAYS_EXCL = {**ARRAYS, "exclude_items": ARRAYS["hist"], "exclude_mask": ARRAYS["hist_mask"]}
+RANKS = [2, 0, 6]
 RANKS_NO_EXCL = [3, 0, 5]
 
 
@@ -32,21 +33,24 @@ def table_score_fn(batch):
 
 
 def test_evaluator_known_ranks_exact_metrics():
-  res = E.evaluate(score_fn=table_score_fn, arrays=ARRAYS, n_items=6, batch_size=2,
+  res = E.evaluate(score_fn=table_score_fn, arrays=ARRAYS_EXCL, n_items=6, batch_size=2,
                    ks=(1, 3, 5), groups=E.history_length_groups(ARRAYS["hist_mask"]))
   assert res.n == 3
   np.testing.assert_array_equal(res.per_example["rank"], RANKS)
   l2 = math.log2
   assert res.means["recall@1"] == pytest.approx(1 / 3)
   assert res.means["recall@3"] == pytest.approx(2 / 3)
-  assert res.means["recall@5"] == pytest.approx(1.0)
+  assert res.means["recall@5"] == pytest.approx(2 / 3)
   np.testing.assert_allclose(res.per_example["ndcg@3"], [1 / l2(4), 1, 0], rtol=1e-6)
-  np.testing.assert_allclose(res.per_example["ndcg@5"], [1 / l2(4), 1, 1 / l2(6)], rtol=1e-6)
-  assert res.means["ndcg@5"] == pytest.approx((0.5 + 1 + 1 / l2(6)) / 3, rel=1e-6)
-  np.testing.assert_allclose(res.per_example["mrr@5"], [1 / 3, 1, 1 / 5], rtol=1e-6)
+  np.testing.assert_allclose(res.per_example["ndcg@5"], [1 / l2(4), 1, 0], rtol=1e-6)
+  assert res.means["ndcg@5"] == pytest.approx((0.5 + 1) / 3, rel=1e-6)
+  np.testing.assert_allclose(res.per_example["mrr@5"], [1 / 3, 1, 0], rtol=1e-6)
   assert res.means["mrr@1"] == pytest.approx(1 / 3)
-  # top-3 with seen items removed: ex0 [0, 2, 3], ex1 [5, 4, 3], ex2 [5, 0, 2]
-  np.testing.assert_array_equal(res.topk[:, :3], [[0, 2, 3], [5, 4, 3], [5, 0, 2]])
+  # ties with the target: ex0 item 3; ex1 none; ex2 is a miss (its target is excluded)
+  np.testing.assert_array_equal(res.per_example["ties"], [1, 0, 0])
+  assert res.to_dict()["ties"] == {"examples_with_tied_target": 1, "max_tied_items": 1}
+  # top-3 with listed items removed: ex0 [0, 2, 3], ex1 [5, 4, 3], ex2 [5, 2, 3]
+  np.testing.assert_array_equal(res.topk[:, :3], [[0, 2, 3], [5, 4, 3], [5, 2, 3]])
   assert res.beyond["coverage@3"] == pytest.approx(5 / 6)   # {0, 2, 3, 4, 5}
   assert res.beyond["coverage@1"] == pytest.approx(2 / 6)   # {0, 5}
   g = res.groups
@@ -60,7 +64,7 @@ def test_evaluator_exclude_none_and_beyond_accuracy():
   pop = np.array([3, 1, 0, 0, 0, 4])
   vec = np.eye(6, dtype=np.float32)  # orthogonal items: every list is maximally diverse
   res = E.evaluate(score_fn=table_score_fn, arrays=ARRAYS, n_items=6, batch_size=4,
-                   exclude="none", ks=(5,), item_vectors=vec, item_popularity=pop)
+                   ks=(5,), item_vectors=vec, item_popularity=pop)
   np.testing.assert_array_equal(res.per_example["rank"], RANKS_NO_EXCL)
   np.testing.assert_allclose(res.per_example["recall@5"], [1, 1, 0])
   assert res.beyond["diversity@5"] == pytest.approx(1.0)
@@ -85,6 +89,7 @@ def test_evaluate_embeddings_matches_full_scores_and_chunks():
             "target": rng.integers(0, n, n_ex).astype(np.int32),
             "hist": hist, "hist_mask": (rng.random((n_ex, 5)) < 0.6).astype(np.int8)}
   arrays["hist"][0, 0], arrays["hist_mask"][0, 0] = arrays["target"][0], 1
+  arrays["exclude_items"], arrays["exclude_mask"] = arrays["hist"], arrays["hist_mask"]
   ks = (5, 10)
   full = E.evaluate(score_fn=lambda b: users[b["user"]] @ emb.T, arrays=arrays, n_items=n,
                     batch_size=4, ks=ks)

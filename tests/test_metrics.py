@@ -19,11 +19,14 @@ EXCL = jax.jit(M.exclusion_mask, static_argnames="n_items")
 
 
 def np_rank(scores, target, excl=None):
-  """Loop reference: items above the target + OTHER items tied with it, seen items skipped,
-  the target never skipped.  NaN counts as -inf."""
+  """Loop reference: items above the target + OTHER items tied with it, excluded items
+  skipped; an excluded target is a miss (rank N).  NaN counts as -inf."""
   s = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
   out = []
   for b in range(s.shape[0]):
+    if excl is not None and excl[b, target[b]]:
+      out.append(s.shape[1])
+      continue
     t, r = s[b, target[b]], 0
     for j in range(s.shape[1]):
       if j == target[b] or (excl is not None and excl[b, j]):
@@ -41,12 +44,24 @@ def np_metrics(rank, k):
   return rec, ndcg, mrr
 
 
+def np_ties(scores, target, excl=None):
+  """Loop reference: OTHER non-excluded items scoring exactly the target's score (0 for an
+  excluded target)."""
+  s = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
+  out = []
+  for b in range(s.shape[0]):
+    if excl is not None and excl[b, target[b]]:
+      out.append(0)
+      continue
+    out.append(sum(1 for j in range(s.shape[1]) if j != target[b] and s[b, j] == s[b, target[b]]
+                   and not (excl is not None and excl[b, j])))
+  return np.array(out)
+
+
 def np_topk(scores, target, k, excl=None):
   """Stable descending order (lower id first among equals) of the masked scores."""
   s = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
   if excl is not None:
-    excl = excl.copy()
-    excl[np.arange(len(target)), target] = False
     s = np.where(excl, -np.inf, s)
   return np.stack([np.argsort(-row, kind="stable")[:k] for row in s])
 
@@ -71,21 +86,24 @@ def test_target_ranks_vs_bruteforce_random_ties_and_exclusion():
   s = tied_case(rng, 24, 31)
   t = rng.integers(0, 31, 24)
   ex = rng.random((24, 31)) < 0.3
-  ex[np.arange(0, 24, 3), t[::3]] = True  # the target marked seen in some rows
-  ref_ex = ex.copy()
-  ref_ex[np.arange(24), t] = False
+  ex[np.arange(0, 24, 3), t[::3]] = True  # the target marked seen in some rows: misses
   got = np.asarray(RANKS(scores_BxN=s, target_B=t, exclude_mask_BxN=ex))
-  np.testing.assert_array_equal(got, np_rank(s, t, ref_ex))
+  np.testing.assert_array_equal(got, np_rank(s, t, ex))
+  assert (got[::3] == 31).all()
+  ties = jax.jit(M.target_ties)(scores_BxN=s, target_B=t, exclude_mask_BxN=ex)
+  np.testing.assert_array_equal(np.asarray(ties), np_ties(s, t, ex))
   np.testing.assert_array_equal(np.asarray(RANKS(scores_BxN=s, target_B=t)),
                                 np_rank(s, t))
 
 
-def test_target_never_excluded_and_nan_is_worst():
+def test_an_excluded_target_is_a_miss_and_nan_is_worst():
   s = np.array([[0.1, 0.9, 0.5, 0.3]], np.float32)
-  ex = np.ones_like(s, bool)  # everything seen, target included
-  assert int(RANKS(scores_BxN=s, target_B=np.array([2]), exclude_mask_BxN=ex)[0]) == 0
-  _, top, rank = TOPK_FULL(scores_BxN=s, target_B=np.array([2]), k=1, exclude_mask_BxN=ex)
-  assert int(top[0, 0]) == 2 and int(rank[0]) == 0
+  ex = np.zeros_like(s, bool)
+  ex[0, [1, 2]] = True  # item 1 (above) and the target itself are excluded
+  assert int(RANKS(scores_BxN=s, target_B=np.array([2]), exclude_mask_BxN=ex)[0]) == 4
+  assert int(RANKS(scores_BxN=s, target_B=np.array([3]), exclude_mask_BxN=ex)[0]) == 0
+  _, top, rank, _ = TOPK_FULL(scores_BxN=s, target_B=np.array([2]), k=1, exclude_mask_BxN=ex)
+  assert int(top[0, 0]) == 3 and int(rank[0]) == 4
   nan = np.array([[0.1, np.nan, -np.inf, 0.3]], np.float32)
   assert int(RANKS(scores_BxN=nan, target_B=np.array([1]))[0]) == 3
 
@@ -111,27 +129,49 @@ def test_metrics_from_tied_scores_end_to_end():
       np.testing.assert_allclose(out[f"{name}@{k}"], v, rtol=1e-6)
 
 
-def test_exclusion_mask_from_padded_history():
+def test_exclusion_mask_from_padded_lists():
   hist = np.array([[3, 1, 0], [2, 2, 0], [4, 0, 0]], np.int32)
   mask = np.array([[1, 1, 0], [1, 1, 0], [1, 1, 0]], np.int8)
-  ex = np.asarray(EXCL(items_BxL=hist, mask_BxL=mask, target_B=np.array([0, 1, 4]),
-                                   n_items=5))
+  ex = np.asarray(EXCL(items_BxL=hist, mask_BxL=mask, n_items=5))
   want = np.zeros((3, 5), bool)
   want[0, [1, 3]] = True   # padding 0 is not item 0
   want[1, 2] = True
-  want[2, 0] = True        # the target (4) in the history stays rankable
+  want[2, [0, 4]] = True
   np.testing.assert_array_equal(ex, want)
+
+
+def test_the_mask_of_a_user_is_the_same_whatever_their_target():
+  """Label independence: ranking the same user's scores and lists for every possible target
+  gives one and the same exclusion mask and one and the same top-k list; only the rank of
+  the (changing) target moves, and a listed target is a miss."""
+  rng = np.random.default_rng(7)
+  n = 9
+  s = np.repeat(rng.normal(size=(1, n)).astype(np.float32), n, axis=0)
+  hist = np.repeat(np.array([[2, 5, 7]], np.int32), n, axis=0)
+  mask = np.ones((n, 3), np.int8)
+  targets = np.arange(n)          # row b: the same user, target b
+  ex = np.asarray(EXCL(items_BxL=hist, mask_BxL=mask, n_items=n))
+  assert (ex == ex[0]).all()
+  _, top, rank, _ = TOPK_FULL(scores_BxN=s, target_B=targets, k=4, exclude_mask_BxN=ex)
+  assert (np.asarray(top) == np.asarray(top)[0]).all()
+  np.testing.assert_array_equal(np.asarray(rank), np_rank(s, targets, ex))
+  assert (np.asarray(rank)[[2, 5, 7]] == n).all()
+  f = jax.jit(functools.partial(M.topk_chunked, k=4, chunk=4))
+  e = np.eye(n, dtype=np.float32)
+  _, ctop, crank, _ = f(target_B=targets, user_repr_BxD=s, item_emb_NxD=e,
+                        exclude_items_BxL=hist, exclude_mask_BxL=mask)
+  np.testing.assert_array_equal(np.asarray(ctop), np.asarray(top))
+  np.testing.assert_array_equal(np.asarray(crank), np.asarray(rank))
 
 
 def test_topk_full_vs_numpy_with_ties_and_exclusion():
   rng = np.random.default_rng(2)
   s, t = tied_case(rng, 16, 23), rng.integers(0, 23, 16)
   ex = rng.random((16, 23)) < 0.25
-  vals, top, rank = TOPK_FULL(scores_BxN=s, target_B=t, k=7, exclude_mask_BxN=ex)
-  ref_ex = ex.copy()
-  ref_ex[np.arange(16), t] = False
+  vals, top, rank, ties = TOPK_FULL(scores_BxN=s, target_B=t, k=7, exclude_mask_BxN=ex)
   np.testing.assert_array_equal(np.asarray(top), np_topk(s, t, 7, ex))
-  np.testing.assert_array_equal(np.asarray(rank), np_rank(s, t, ref_ex))
+  np.testing.assert_array_equal(np.asarray(rank), np_rank(s, t, ex))
+  np.testing.assert_array_equal(np.asarray(ties), np_ties(s, t, ex))
 
 
 def _hist(rng, t, n, b, length=6):
@@ -141,7 +181,6 @@ def _hist(rng, t, n, b, length=6):
   ex = np.zeros((b, n), bool)
   for i in range(b):
     ex[i, hist[i][mask[i] > 0]] = True
-  ex[np.arange(b), t] = False
   return hist, mask, ex
 
 
@@ -160,10 +199,12 @@ def test_topk_chunked_equals_full_topk_and_bruteforce_rank(chunk, ties):
   t = rng.integers(0, n, b)
   hist, mask, ex = _hist(rng, t, n, b)
   f = jax.jit(functools.partial(M.topk_chunked, k=k, chunk=chunk))
-  vals, top, rank = f(target_B=t, user_repr_BxD=u, item_emb_NxD=e, exclude_items_BxL=hist,
-                      exclude_mask_BxL=mask)
+  vals, top, rank, ties = f(target_B=t, user_repr_BxD=u, item_emb_NxD=e,
+                            exclude_items_BxL=hist, exclude_mask_BxL=mask)
   s = np.asarray(jnp.asarray(u) @ jnp.asarray(e).T)
-  fv, ftop, frank = TOPK_FULL(scores_BxN=s, target_B=t, k=k, exclude_mask_BxN=ex)
+  fv, ftop, frank, fties = TOPK_FULL(scores_BxN=s, target_B=t, k=k, exclude_mask_BxN=ex)
+  np.testing.assert_array_equal(np.asarray(ties), np_ties(s, t, ex))
+  np.testing.assert_array_equal(np.asarray(ties), np.asarray(fties))
   np.testing.assert_array_equal(np.asarray(top), np.asarray(ftop))
   np.testing.assert_allclose(np.asarray(vals), np.asarray(fv), rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(top), np_topk(s, t, k, ex))
@@ -185,8 +226,9 @@ def test_topk_chunked_generic_scores_and_recount_path():
   for chunk, s_used in ((7, s), (6, s + 0.5)):
     f = jax.jit(functools.partial(M.topk_chunked, k=k, chunk=chunk, chunk_scores_fn=fn,
                                   n_items=n))
-    _, top, rank = f(target_B=t)
+    _, top, rank, ties = f(target_B=t)
     np.testing.assert_array_equal(np.asarray(rank), np_rank(s_used, t))
+    np.testing.assert_array_equal(np.asarray(ties), np_ties(s_used, t))
     np.testing.assert_array_equal(np.asarray(top), np_topk(s_used, t, k))
 
 

@@ -39,12 +39,17 @@ def _z(x):
 
 
 def _ndcg10(scores, arrays):
-  """Brute force: seen items excluded, the target ranks below every item with an equal score."""
+  """Brute force: listed items excluded (a listed target is a miss), the target ranks below
+  every item with an equal score."""
   out = []
-  for s, t, h, m in zip(scores, arrays["target"], arrays["hist"], arrays["hist_mask"]):
+  for s, t, h, m in zip(scores, arrays["target"], arrays["exclude_items"],
+                        arrays["exclude_mask"]):
     s = np.asarray(s, np.float64).copy()
     seen = h[m.astype(bool)]
-    s[seen[seen != t]] = -np.inf
+    if t in seen:
+      out.append(0.0)
+      continue
+    s[seen] = -np.inf
     rank = int(np.sum(s >= s[t])) - 1            # items above or tied with the target
     out.append(1.0 / np.log2(rank + 2) if rank < 10 else 0.0)
   return float(np.mean(out))
@@ -63,7 +68,7 @@ def test_fusion_scores_and_the_weight_picked_on_valid(warm):
   ds, split, target, ctx, model, logs = warm
   weights = [0.0, 0.05, 0.3, 1.0, 5.0]
   fused = recommend.fuse_neighbours(model, ctx, weights, metric="ndcg@10")
-  valid = inputs.eval_arrays(ds, split, target, "valid")
+  valid = inputs.eval_arrays(ds, split, target, "valid", exclude_history="all")
   knn = baselines.fit("itemknn", ds, split, target=target)
   m_s, k_s = model.score(valid), knn.score(valid)
   # every candidate's valid NDCG@10, recomputed independently; the best one is kept
@@ -77,7 +82,7 @@ def test_fusion_scores_and_the_weight_picked_on_valid(warm):
   assert fused.info["neighbour_weight"] == fused.weight
   assert "neighbourhood fusion: weight" in logs[-1]
   # the fused score itself, on test users
-  test = inputs.eval_arrays(ds, split, target, "test")
+  test = inputs.eval_arrays(ds, split, target, "test", exclude_history="all")
   for w in (0.0, 0.3):
     fused.weight = w
     want = model.score(test) if w == 0 else _z(model.score(test)) + w * _z(knn.score(test))

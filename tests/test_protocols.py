@@ -144,16 +144,31 @@ def test_cross_domain_order_needs_real_timestamps():
   assert sp.info["S/withheld_future_source_rows"] > 0
 
 
-def test_given_split_kept_exactly():
+def given_world():
+  """world() with a shipped split on T: each user's test line is their whole sequence (last
+  item the target), the valid line the sequence minus its last item, as UniSRec files."""
   ds = world()
   d = ds.domains["T"]
-  u = np.array([0, 1], np.int32)
-  parts = {p: (u, np.array([0, 1, 2], np.int64), np.array([3, 4], np.int32),
-               np.array([5, 6], np.int32)) for p in ("train", "valid", "test")}
+  users = np.unique(d.inter.user)
+  seqs = [d.inter.item[target_rows_of(ds, u)] for u in users]
+  parts = {}
+  for part, cut in (("train", 2), ("valid", 1), ("test", 0)):
+    hs = [q[:len(q) - cut - 1] for q in seqs]
+    off = np.zeros(len(users) + 1, np.int64)
+    np.cumsum([len(h) for h in hs], out=off[1:])
+    parts[part] = (users.astype(np.int32), off, np.concatenate(hs).astype(np.int32),
+                   np.array([q[len(q) - cut - 1] for q in seqs], np.int32))
   ds.domains["T"] = dataclasses.replace(d, given_split=GivenSplit(parts))
+  return ds, seqs
+
+
+def test_given_split_kept_exactly():
+  ds, seqs = given_world()
   sp = P.make_split(ds, cfg("in_domain"))
-  te = sp.eval["T"]["test"]
-  assert te.target.tolist() == [5, 6] and te.history(0).tolist() == [3]
+  te, va = sp.eval["T"]["test"], sp.eval["T"]["valid"]
+  assert te.target.tolist() == [int(q[-1]) for q in seqs]
+  assert te.history(0).tolist() == seqs[0][:-1].tolist()
+  assert va.history(1).tolist() == seqs[1][:-2].tolist()
   assert (te.row == -1).all()
 
 
@@ -194,7 +209,7 @@ def test_unknown_protocol_and_target():
 def test_train_sequences_are_ordered_training_items():
   ds = world()
   sp = P.make_split(ds, cfg("warm"))
-  off, items = P.train_sequences(ds, sp, "T")
+  off, items = P.train_sequences(ds, sp, "T", consumer="test")
   u = 3
   r = target_rows_of(ds, u)
   assert items[off[u]:off[u + 1]].tolist() == ds.domains["T"].inter.item[r[:-2]].tolist()

@@ -45,7 +45,13 @@ def test_results_json_schema(tiny_run):
   assert 0.0 <= g["p_value"] <= 1.0 and len(g["ci95"]) == 2
   assert g["mean"] == pytest.approx(r["metrics"]["xdkt"]["ndcg@10"]["mean"]
                                     - r["metrics"]["target_only"]["ndcg@10"]["mean"], abs=1e-9)
-  assert set(r["paired_p_vs_xdkt"]) == set(METHODS) - {"xdkt"}
+  assert set(r["compared_to_xdkt"]) == set(METHODS) - {"xdkt"}
+  # one rule for every method, recorded; the two-level intervals and the Holm family
+  assert r["eval_rule"] == {"convention": "xdkt", "exclude_history": "all",
+                            "ties": "pessimistic"}
+  assert g["family_size"] == 6 and g["p_holm"] >= g["p_ttest"] and "seeds x users" in (
+      g["ci_method"])
+  assert r["metrics"]["pop"]["ndcg@10"]["ci_method"].startswith("bootstrap over users")
   assert {"data", "adapt", "extract", "recommend", "evaluate", "report"} <= set(r["timings_s"])
   if g["mean"] < 0:
     assert any("NEGATIVE TRANSFER" in w for w in r["warnings"])
@@ -56,7 +62,10 @@ def test_report_and_plots(tiny_run):
   tmp, _ = tiny_run
   wd = tmp / "run"
   md = (wd / "report.md").read_text()
+  assert md.splitlines()[0].startswith("Evaluation rule: evaluation convention `xdkt`: the "
+                                       "user's whole target-domain input history masked")
   assert "| xdkt |" in md and "Transfer gain" in md and "| unisrec_style |" in md
+  assert "paired t-test over the" in md and "Holm" in md
   for png in ("training_curves.png", "metrics.png", "alignment.png"):
     assert (wd / png).read_bytes()[:8] == PNG, png
   # per-user arrays behind every number
@@ -148,6 +157,22 @@ def test_changing_sasrec_settings_retrains_only_the_sequential_methods(tiny_run,
   assert all(after[p] != before["sasrec"][p] for p in after)      # every seed retrained
 
 
+def test_a_tuning_run_scores_valid_only_and_says_so(tiny_run, tmp_path):
+  """launch/tune.py's runs: eval_part=valid with early stopping allowed, a loud banner; a
+  tuning flag on a test run is refused before any stage."""
+  tmp, _ = tiny_run
+  base = ["xdkt", "run", "--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+          f"--config.data.cache_dir={tmp / 'cache'}", "--config.recommend.methods=target_only",
+          "--config.recommend.seeds=1", "--config.recommend.sequential.select_epoch=True",
+          "--config.recommend.tuning=True"]
+  with pytest.raises(ValueError, match="tuning=True scores the valid split only"):
+    cli.main(base)
+  assert cli.main(base + ["--config.recommend.eval_part=valid"]) == 0
+  r = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert r["eval_part"] == "valid" and r["tuning"]
+  assert "TUNING RUN on the valid split" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_select_epoch_in_a_run_and_its_guard(tiny_run, tmp_path):
   """recommend.sequential.select_epoch: each sequential run records its valid curve and the
   epoch it kept; asking for it while reporting on the valid split is a one-line error."""
@@ -198,9 +223,47 @@ def test_neighbour_fusion_in_a_run_and_its_guard(tiny_run, tmp_path):
                                          "metric": "ndcg@10", "valid": info["neighbour_valid"]}]
   md = (tmp_path / "run" / "report.md").read_text()
   assert "## Neighbourhood fusion: z(model) + w·z(item-kNN), w picked on the valid split" in md
+  # the same trained models without fusion: their own rows and their own transfer gain
+  for m in ("xdkt", "target_only"):
+    plain = np.load(tmp_path / "run" / "recommend" / m / "seed_0" / "per_user_unfused.npz")
+    assert r["metrics"][m + "-nofusion"]["ndcg@10"]["mean"] == pytest.approx(
+        plain["ndcg@10"].mean())
+  assert "itemknn-nofusion" not in r["metrics"]
+  assert set(r["transfer_gain_unfused"]) == set(r["transfer_gain"])
+  assert "without neighbourhood fusion" in md
   with pytest.raises(ValueError, match="neighbour_blend picks .* needs eval_part='test'"):
     cli.main(base + ["--config.recommend.eval_part=valid", f"--workdir={tmp_path / 'never'}"])
   assert not (tmp_path / "never" / "data").exists()
   with pytest.raises(ValueError, match="neighbour_blend must be comma-separated numbers"):
     cli.main(base[:-1] + ["--config.recommend.neighbour_blend=a,b",
                           f"--workdir={tmp_path / 'never'}"])
+
+
+def test_sigterm_in_the_recommend_stage_exits_0_and_resumes(tiny_run, tmp_path):
+  """SIGTERM while the recommend stage trains: one line, exit 0, finished runs kept; the
+  rerun finishes the rest with the numbers an uninterrupted run gave."""
+  import os, shutil, signal, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  from conftest import ROOT  # pylint: disable=import-outside-toplevel
+  tmp, _ = tiny_run
+  wd = tmp_path / "run"
+  shutil.copytree(tmp / "run", wd)
+  shutil.rmtree(wd / "recommend" / "sasrec")
+  argv = [sys.executable, "-m", "xdkt_jax.main", "run", "--config=configs/tiny.py",
+          f"--workdir={wd}", f"--config.data.cache_dir={tmp / 'cache'}",
+          "--config.recommend.methods=sasrec,pop"]
+  p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+  for line in p.stdout:
+    if line.startswith("evaluation convention"):   # the recommend stage has begun
+      p.send_signal(signal.SIGTERM)
+      break
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 0, err[-2000:]
+  assert "recommend: stopped on SIGTERM" in err and "rerun the same command" in err
+  assert len(err.strip().splitlines()) == 1, err[-2000:]
+  assert cli.main(["xdkt", "run", "--config=configs/tiny.py", f"--workdir={wd}",
+                   f"--config.data.cache_dir={tmp / 'cache'}",
+                   "--config.recommend.methods=sasrec,pop"]) == 0
+  seq = json.loads((tmp / "run" / "results.json").read_text())["metrics"]["sasrec"]
+  got = json.loads((wd / "results.json").read_text())["metrics"]["sasrec"]
+  assert got["ndcg@10"]["per_seed"] == seq["ndcg@10"]["per_seed"]

@@ -256,7 +256,7 @@ def test_align_modules_shapes_and_gate():
 def test_train_step_compiles_once(world):
   ds, splits = world
   sp = splits["warm"]
-  off, items = protocols.train_sequences(ds, sp, "Movies")
+  off, items = protocols.train_sequences(ds, sp, "Movies", consumer="test")
   n = ds.domains["Movies"].n_items
   data = sasrec.pack_windows(sasrec.training_windows(off, items, n_items=n, max_len=12),
                              max_len=12)
@@ -286,7 +286,7 @@ def test_scorer_compiles_once_per_width_bucket(world):
   sp = splits["warm"]
   n = ds.domains["Movies"].n_items
   m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=TINY)
-  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12)
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   lens = arr["hist_mask"].sum(1)
   assert lens.min() < 7 and lens.max() >= 8     # both widths occur
   before, full = sasrec.TRACE_COUNTS["score"], E.TRACE_COUNTS["full"]
@@ -304,7 +304,7 @@ def test_text_and_fused_modes_and_score_shape(world):
   sp = splits["cold_start"]
   n = ds.domains["Movies"].n_items
   vecs = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
-  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12)
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   batch = {k: v[:5] for k, v in arr.items()}
   for mode, extra in (("text", {"adaptor": "whitening"}), ("fused", {"fusion": "gate"})):
     m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode=mode, **extra),
@@ -327,9 +327,9 @@ def test_learns_beats_pop_on_warm(world):
   model = sasrec.train_sasrec(ds, sp, target="Movies", cfg={"mode": "id"}, seed=0)
   assert sasrec.TRACE_COUNTS["loss"] - before == 1      # the whole run compiled one step
   assert model.losses[-5:].mean() < model.losses[:5].mean() - 1.0
-  arr = inputs.eval_arrays(ds, sp, "Movies", "test")
-  ev = lambda score: E.evaluate(score_fn=score, arrays=arr, n_items=n, batch_size=256,
-                                exclude="history").means["ndcg@10"]
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", exclude_history="all")
+  ev = lambda score: E.evaluate(score_fn=score, arrays=arr, n_items=n, batch_size=256
+                                ).means["ndcg@10"]
   pop = baselines.fit("pop", ds, sp, target="Movies")
   ours, base = ev(model.score), ev(pop.score)
   assert ours > base + 0.01, (ours, base)
@@ -351,10 +351,10 @@ def test_select_epoch_keeps_the_best_valid_epoch(world):
   assert info["best_valid"] == max(curve)
   if info["epochs_run"] < 4:   # stopped early: exactly `patience` epochs without a gain
     assert info["epochs_run"] - info["best_epoch"] == 2
-  valid = inputs.eval_arrays(ds, sp, "Movies", "valid")
+  valid = inputs.eval_arrays(ds, sp, "Movies", "valid", exclude_history="all")
   ev = lambda model: E.evaluate(score_fn=model.score, arrays=valid, n_items=n,
                                 batch_size=min(256, len(valid["target"])),
-                                exclude="history", ks=[10]).means["ndcg@10"]
+                                ks=[10]).means["ndcg@10"]
   assert ev(m) == pytest.approx(info["best_valid"], abs=1e-6)
   plain = sasrec.train_sasrec(ds, sp, target="Movies", seed=0,
                               cfg=dict(TINY, steps=0, epochs=info["best_epoch"]))

@@ -146,7 +146,7 @@ def test_every_alignment_trains_and_scores(world, align):
                           cfg=dict(TINY, mode="fused", align=align, steps=3, source_weight=0.5))
   assert sasrec.TRACE_COUNTS["loss"] - before == 1     # three steps, one trace
   assert np.isfinite(m.losses).all() and len(m.losses) == 3
-  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12)
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   s = m.score({k: v[:4] for k, v in arr.items()})
   assert s.shape == (4, ds.domains["Movies"].n_items) and np.isfinite(s).all()
 
@@ -163,7 +163,7 @@ def test_source_pathway_transfers_zero_shot(world):
   start with; the full method reads their Books history.  It must do clearly better."""
   ds, splits, _ = world
   sp = splits[0]
-  arr = inputs.eval_arrays(ds, sp, "Movies", "test")
+  arr = inputs.eval_arrays(ds, sp, "Movies", "test", exclude_history="all")
   n = ds.domains["Movies"].n_items
   cfg = dict(mode="id", epochs=8)
   ev = lambda m: E.evaluate(score_fn=m.score, arrays=arr, n_items=n,

@@ -7,12 +7,9 @@ order): a batch then holds histories of similar length, so a sequence scorer can
 width of its longest history (SASRecModel buckets widths) instead of padding every user to
 max_len.  Scores must depend on the row only, never on the batch it came in.
 
-Already-seen items: with `exclude="history"` (default) the example's target-domain input history
-(`hist`/`hist_mask`) is removed from the ranking — standard for next-item prediction under
-leave-one-out where repeated interactions were deduplicated, so a seen item is never a valid
-answer.  The target itself is never removed (a re-consumed target must stay rankable).  Only
-the `max_len` most recent items are in `hist`: build the arrays with a `max_len` at least the
-longest history if older items must be excluded too.  `exclude="none"` keeps everything.
+Already-seen items: the arrays say what leaves the ranking (`exclude_items` / `exclude_mask`,
+built by `data.inputs.eval_arrays` under the run's rule, conventions.py); without them every
+item is ranked.  The rule is fixed before the target is known: an excluded target is a miss.
 
 Results keep per-example arrays (for paired significance tests between methods), their means,
 beyond-accuracy metrics, and per-group means (overlapping users, history length, cold targets).
@@ -39,7 +36,8 @@ _BEYOND_PREFIXES = ("diversity@", "novelty@", "arp@", "pop_pct@", "pop_bias@", "
 @dataclasses.dataclass
 class EvalResult:
   n: int
-  per_example: dict[str, np.ndarray]     # name -> [n]; includes 'rank' (0-based, pessimistic)
+  per_example: dict[str, np.ndarray]     # name -> [n]; 'rank' (0-based, pessimistic), 'ties'
+                                         # (other items scoring exactly the target's score)
   means: dict[str, float]                # accuracy metrics (recall/ndcg/mrr @k)
   beyond: dict[str, float]               # coverage, diversity, novelty, ARP, popularity bias
   groups: dict[str, dict[str, float]]    # group -> {'n', metric means}
@@ -47,7 +45,10 @@ class EvalResult:
 
   def to_dict(self) -> dict:
     """JSON-ready summary (no per-example arrays)."""
-    return {"n": self.n, "means": self.means, "beyond": self.beyond, "groups": self.groups}
+    ties = self.per_example.get("ties", np.zeros(0))
+    return {"n": self.n, "means": self.means, "beyond": self.beyond, "groups": self.groups,
+            "ties": {"examples_with_tied_target": int(np.sum(ties > 0)),
+                     "max_tied_items": int(ties.max(initial=0))}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,8 +79,8 @@ def target_popularity_groups(*, target: np.ndarray, item_popularity: np.ndarray,
 # ---------------------------------------------------------------------------------------------
 # Jitted per-batch steps.
 
-def _batch_metrics(top_BxK, rank_B, target_B, item_vectors, item_popularity, ks):
-  out = {"rank": rank_B, **M.ranking_metrics(rank_B=rank_B, ks=ks)}
+def _batch_metrics(top_BxK, rank_B, ties_B, target_B, item_vectors, item_popularity, ks):
+  out = {"rank": rank_B, "ties": ties_B, **M.ranking_metrics(rank_B=rank_B, ks=ks)}
   for k in ks:
     if item_vectors is not None:
       out[f"diversity@{k}"] = M.intra_list_diversity(topk_BxK=top_BxK,
@@ -96,29 +97,24 @@ def _batch_metrics(top_BxK, rank_B, target_B, item_vectors, item_popularity, ks)
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ks", "use_exclusion"))
-def _full_step(scores_BxN, target_B, hist_BxL, hist_mask_BxL, item_vectors, item_popularity, *,
-               k, ks, use_exclusion):
+@functools.partial(jax.jit, static_argnames=("k", "ks"))
+def _full_step(scores_BxN, target_B, excl_BxL, excl_mask_BxL, item_vectors, item_popularity, *,
+               k, ks):
   TRACE_COUNTS["full"] += 1
-  ex = None
-  if use_exclusion:
-    ex = M.exclusion_mask(items_BxL=hist_BxL, mask_BxL=hist_mask_BxL, target_B=target_B,
-                          n_items=scores_BxN.shape[1])
-  _, top, rank = M.topk_full(scores_BxN=scores_BxN, target_B=target_B, k=k,
-                             exclude_mask_BxN=ex)
-  return top, _batch_metrics(top, rank, target_B, item_vectors, item_popularity, ks)
+  ex = M.exclusion_mask(items_BxL=excl_BxL, mask_BxL=excl_mask_BxL, n_items=scores_BxN.shape[1])
+  _, top, rank, ties = M.topk_full(scores_BxN=scores_BxN, target_B=target_B, k=k,
+                                   exclude_mask_BxN=ex)
+  return top, _batch_metrics(top, rank, ties, target_B, item_vectors, item_popularity, ks)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "ks", "chunk", "use_exclusion"))
-def _embedding_step(user_repr_BxD, item_emb_NxD, target_B, hist_BxL, hist_mask_BxL, item_vectors,
-                    item_popularity, *, k, ks, chunk, use_exclusion):
+@functools.partial(jax.jit, static_argnames=("k", "ks", "chunk"))
+def _embedding_step(user_repr_BxD, item_emb_NxD, target_B, excl_BxL, excl_mask_BxL,
+                    item_vectors, item_popularity, *, k, ks, chunk):
   TRACE_COUNTS["embeddings"] += 1
-  _, top, rank = M.topk_chunked(
+  _, top, rank, ties = M.topk_chunked(
       target_B=target_B, k=k, chunk=chunk, user_repr_BxD=user_repr_BxD,
-      item_emb_NxD=item_emb_NxD,
-      exclude_items_BxL=hist_BxL if use_exclusion else None,
-      exclude_mask_BxL=hist_mask_BxL if use_exclusion else None)
-  return top, _batch_metrics(top, rank, target_B, item_vectors, item_popularity, ks)
+      item_emb_NxD=item_emb_NxD, exclude_items_BxL=excl_BxL, exclude_mask_BxL=excl_mask_BxL)
+  return top, _batch_metrics(top, rank, ties, target_B, item_vectors, item_popularity, ks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,19 +139,18 @@ def _padded_batches(arrays: Mapping[str, np.ndarray], batch_size: int, order: np
     yield batch, n_valid
 
 
-def _check_args(arrays, exclude, ks, n_items):
-  if exclude not in ("history", "none"):
-    raise ValueError(f"evaluate: exclude must be 'history' or 'none', got {exclude!r}")
-  if exclude == "history" and ("hist" not in arrays or "hist_mask" not in arrays):
-    raise ValueError("evaluate: exclude='history' needs arrays['hist'] and ['hist_mask']")
+def _check_args(arrays, ks, n_items):
+  if ("exclude_items" in arrays) != ("exclude_mask" in arrays):
+    raise ValueError("evaluate: arrays need both 'exclude_items' and 'exclude_mask' or neither")
   if not ks:
     raise ValueError("evaluate: ks is empty")
   return min(max(ks), n_items), tuple(int(k) for k in ks)
 
 
-def _hist(batch):
-  if "hist" in batch:
-    return batch["hist"], batch["hist_mask"]
+def _excluded(batch):
+  """The batch's exclusion lists; one empty column when the arrays exclude nothing."""
+  if "exclude_items" in batch:
+    return batch["exclude_items"], batch["exclude_mask"]
   b = len(batch["target"])
   return np.zeros((b, 1), np.int32), np.zeros((b, 1), np.int8)
 
@@ -170,12 +165,11 @@ def selection_metric(metric: str, where: str) -> int:
 
 def valid_score(score_fn, valid: Mapping[str, np.ndarray], *, n_items: int, metric: str) -> float:
   """Mean `metric` over the valid examples, with the evaluator of the reported numbers (full
-  ranking, seen items excluded, pessimistic ties): what early stopping and neighbourhood
-  fusion select on."""
+  ranking, the run's exclusion rule as built into `valid`, pessimistic ties): what early
+  stopping and neighbourhood fusion select on."""
   k = selection_metric(metric, "valid_score")
   return float(evaluate(score_fn=score_fn, arrays=valid, n_items=n_items,
-                        batch_size=min(256, len(valid["target"])), exclude="history",
-                        ks=[k]).means[metric])
+                        batch_size=min(256, len(valid["target"])), ks=[k]).means[metric])
 
 
 def _device_or_none(x):
@@ -183,7 +177,7 @@ def _device_or_none(x):
 
 
 def evaluate(*, score_fn: Callable[[dict], object], arrays: Mapping[str, np.ndarray],
-             n_items: int, batch_size: int, exclude: str = "history", item_vectors=None,
+             n_items: int, batch_size: int, item_vectors=None,
              item_popularity=None, ks: Sequence[int] = M.DEFAULT_KS,
              groups: Mapping[str, np.ndarray] | None = None) -> EvalResult:
   """Full-ranking evaluation with `score_fn(batch) -> scores_BxN` (numpy or jax).
@@ -192,7 +186,7 @@ def evaluate(*, score_fn: Callable[[dict], object], arrays: Mapping[str, np.ndar
   `batch_size` rows.  `item_vectors` [N, D] (e.g. knowledge vectors) enables intra-list
   diversity; `item_popularity` [N] (training counts) enables novelty and popularity bias.
   """
-  k, ks = _check_args(arrays, exclude, ks, n_items)
+  k, ks = _check_args(arrays, ks, n_items)
   iv, ip = _device_or_none(item_vectors), _device_or_none(item_popularity)
   outs = []
   order = length_order(arrays)
@@ -201,15 +195,14 @@ def evaluate(*, score_fn: Callable[[dict], object], arrays: Mapping[str, np.ndar
     if tuple(np.shape(scores)) != (batch_size, n_items):
       raise ValueError(f"evaluate: score_fn returned shape {np.shape(scores)}, expected "
                        f"{(batch_size, n_items)} (batch_size, n_items)")
-    h, hm = _hist(batch)
-    outs.append((_full_step(scores, batch["target"], h, hm, iv, ip, k=k, ks=ks,
-                            use_exclusion=exclude == "history"), n_valid))
+    ex, exm = _excluded(batch)
+    outs.append((_full_step(scores, batch["target"], ex, exm, iv, ip, k=k, ks=ks), n_valid))
   return _finish(outs, arrays, n_items, ks, groups, order)
 
 
 def evaluate_embeddings(*, user_repr_fn: Callable[[dict], object], item_emb_NxD,
                         arrays: Mapping[str, np.ndarray], batch_size: int,
-                        exclude: str = "history", item_vectors=None, item_popularity=None,
+                        item_vectors=None, item_popularity=None,
                         ks: Sequence[int] = M.DEFAULT_KS,
                         groups: Mapping[str, np.ndarray] | None = None,
                         chunk: int = 65536) -> EvalResult:
@@ -218,16 +211,15 @@ def evaluate_embeddings(*, user_repr_fn: Callable[[dict], object], item_emb_NxD,
   B × chunk).  `user_repr_fn(batch) -> user_repr_BxD`."""
   emb = jnp.asarray(item_emb_NxD)
   n_items = emb.shape[0]
-  k, ks = _check_args(arrays, exclude, ks, n_items)
+  k, ks = _check_args(arrays, ks, n_items)
   iv, ip = _device_or_none(item_vectors), _device_or_none(item_popularity)
   chunk = int(min(chunk, n_items))
   outs = []
   order = length_order(arrays)
   for batch, n_valid in _padded_batches(arrays, batch_size, order):
-    h, hm = _hist(batch)
-    outs.append((_embedding_step(user_repr_fn(batch), emb, batch["target"], h, hm, iv, ip,
-                                 k=k, ks=ks, chunk=chunk,
-                                 use_exclusion=exclude == "history"), n_valid))
+    ex, exm = _excluded(batch)
+    outs.append((_embedding_step(user_repr_fn(batch), emb, batch["target"], ex, exm, iv, ip,
+                                 k=k, ks=ks, chunk=chunk), n_valid))
   return _finish(outs, arrays, n_items, ks, groups, order)
 
 
@@ -247,7 +239,7 @@ def _finish(outs, arrays, n_items, ks, groups, order) -> EvalResult:
     per = {}
   mean = lambda v: float(np.mean(v)) if len(v) else float("nan")
   means = {m: mean(v) for m, v in per.items()
-           if m != "rank" and not m.startswith(_BEYOND_PREFIXES)}
+           if m not in ("rank", "ties") and not m.startswith(_BEYOND_PREFIXES)}
   beyond = {m: mean(v) for m, v in per.items() if m.startswith(_BEYOND_PREFIXES)}
   for k in ks:
     beyond[f"coverage@{k}"] = (float(M.coverage_at_k(topk_BxK=topk, n_items=n_items, k=k))
@@ -258,6 +250,6 @@ def _finish(outs, arrays, n_items, ks, groups, order) -> EvalResult:
     if mask.shape != (n,):
       raise ValueError(f"evaluate: group {g!r} mask has shape {mask.shape}, expected ({n},)")
     by_group[g] = {"n": int(mask.sum()),
-                   **{m: mean(v[mask]) for m, v in per.items() if m != "rank"}}
+                   **{m: mean(v[mask]) for m, v in per.items() if m not in ("rank", "ties")}}
   return EvalResult(n=n, per_example=per, means=means, beyond=beyond, groups=by_group,
                     topk=topk)

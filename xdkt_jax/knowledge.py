@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xdkt_jax import losses
+from xdkt_jax.data import leakage
 from xdkt_jax.data.batching import Batcher, pad_sequences
 from xdkt_jax.data.schema import CrossDomainDataset, ItemTable
 from xdkt_jax.models.encoder import EncoderConfig
@@ -666,7 +667,7 @@ def _source_rows(ds, split, domains):
   np.cumsum(n_items, out=bases[1:])
   cols = [[], [], [], [], []]
   for k, d in enumerate(domains):
-    rows = np.asarray(split.train_rows.get(d, np.zeros(0, np.int64)), np.int64)
+    rows = leakage.training_rows(ds, split, d, consumer="user knowledge / source histories")
     inter = ds.domains[d].inter
     for c, v in zip(cols, (inter.user[rows], bases[k] + inter.item[rows], inter.order[rows],
                            np.full(len(rows), k), rows)):

@@ -5,8 +5,14 @@ Evaluation).  Ranks are 0-based and tie-PESSIMISTIC: the target ranks below ever
 with an equal score.  A model that outputs constant scores therefore gets rank N-1 rather than
 rank 0 — optimistic tie-breaking is a known way to inflate results for collapsed models.
 
-Scores that are NaN are treated as -inf (a NaN target can never look good).  Items excluded as
-already seen never count, whatever their score, and the target itself is never excluded.
+Scores that are NaN are treated as -inf (a NaN target can never look good).
+
+Which already-seen items are excluded is decided BEFORE the target is known: the exclusion
+mask is a function of the user's input lists alone, never of the label (a rule that spared
+the target would turn repeat consumptions into hits).  A target that the rule excludes cannot
+be recommended, so its example is a miss: its rank is N (past every cut-off).  Ties with the
+target are counted per example (`target_ties`), so a report can say whether the tie rule
+matters for its numbers.
 
 Two paths produce (top-k items, target rank):
   * `topk_full`: a full [B, N] score matrix per user batch (generic models);
@@ -32,18 +38,12 @@ def _clean(scores: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Ranks.
 
-def exclusion_mask(*, items_BxL: jax.Array, mask_BxL: jax.Array, target_B: jax.Array,
-                   n_items: int) -> jax.Array:
-  """[B, N] bool of already-seen items from padded id lists (e.g. `hist`, `hist_mask`).
-
-  An entry equal to the example's target is dropped: a re-consumed target must stay rankable
-  (otherwise the example is a guaranteed miss).  `protocols.check_leakage` keeps a target out
-  of the user's TRAINING pairs only; an input history may still hold it when the data has
-  repeats (a test history includes the valid target row; `new_domain` histories never train).
-  """
+def exclusion_mask(*, items_BxL: jax.Array, mask_BxL: jax.Array, n_items: int) -> jax.Array:
+  """[B, N] bool of the items to exclude, from padded id lists (`exclude_items` /
+  `exclude_mask` of `data.inputs.eval_arrays`).  It takes no target: the mask of a user is the
+  same whatever item they go on to consume."""
   items = jnp.asarray(items_BxL).astype(jnp.int32)
-  keep = (jnp.asarray(mask_BxL) > 0) & (items != jnp.asarray(target_B)[:, None])
-  keep = keep & (items >= 0) & (items < n_items)
+  keep = (jnp.asarray(mask_BxL) > 0) & (items >= 0) & (items < n_items)
   cols = jnp.where(keep, items, n_items)  # out of range -> dropped by the scatter
   rows = jnp.arange(items.shape[0])[:, None]
   return jnp.zeros((items.shape[0], n_items), bool).at[rows, cols].set(True, mode="drop")
@@ -52,19 +52,33 @@ def exclusion_mask(*, items_BxL: jax.Array, mask_BxL: jax.Array, target_B: jax.A
 def target_ranks(*, scores_BxN: jax.Array, target_B: jax.Array,
                  exclude_mask_BxN: jax.Array | None = None) -> jax.Array:
   """0-based pessimistic rank of each target in the full ranking: #(items scoring > target) +
-  #(OTHER items scoring == target), counting only items that are not excluded.
+  #(OTHER items scoring == target), counting only items that are not excluded.  A target
+  the exclusion mask removes is a miss: rank N."""
+  return _ranks_and_ties(scores_BxN, target_B, exclude_mask_BxN)[0]
 
-  If the exclude mask has the target set it is unset (see `exclusion_mask` for why).
-  """
+
+def target_ties(*, scores_BxN: jax.Array, target_B: jax.Array,
+                exclude_mask_BxN: jax.Array | None = None) -> jax.Array:
+  """Per example, how many OTHER non-excluded items score exactly the target's score (the
+  items a tie rule decides about; `target_ranks` puts all of them above the target)."""
+  return _ranks_and_ties(scores_BxN, target_B, exclude_mask_BxN)[1]
+
+
+def _ranks_and_ties(scores_BxN, target_B, exclude_mask_BxN):
   s = _clean(scores_BxN)
   n = s.shape[1]
   target_B = jnp.asarray(target_B).astype(jnp.int32)
   t_B = jnp.take_along_axis(s, target_B[:, None], axis=1)
   others = jnp.arange(n)[None, :] != target_B[:, None]
+  t_excluded = jnp.zeros(target_B.shape, bool)
   if exclude_mask_BxN is not None:
-    others = others & ~jnp.asarray(exclude_mask_BxN, bool)
+    ex = jnp.asarray(exclude_mask_BxN, bool)
+    others = others & ~ex
+    t_excluded = jnp.take_along_axis(ex, target_B[:, None], axis=1)[:, 0]
   # `>` plus `==` among the other items is `>=` among them.
-  return jnp.sum(others & (s >= t_B), axis=1).astype(jnp.int32)
+  rank = jnp.sum(others & (s >= t_B), axis=1).astype(jnp.int32)
+  ties = jnp.sum(others & (s == t_B), axis=1).astype(jnp.int32)
+  return jnp.where(t_excluded, n, rank), jnp.where(t_excluded, 0, ties)
 
 
 def recall_at_k(*, rank_B: jax.Array, k: int) -> jax.Array:
@@ -101,7 +115,7 @@ def ranking_metrics(*, rank_B: jax.Array, ks: Sequence[int] = DEFAULT_KS) -> dic
 
 def topk_full(*, scores_BxN: jax.Array, target_B: jax.Array, k: int,
               exclude_mask_BxN: jax.Array | None = None):
-  """Generic path: (top_scores_BxK, top_items_BxK, rank_B) from a full score matrix.
+  """Generic path: (top_scores_BxK, top_items_BxK, rank_B, ties_B) from a full score matrix.
 
   Excluded items get -inf so they never enter the list while others remain; equal scores are
   listed lower item id first (`lax.top_k` is stable), which `topk_chunked` reproduces.
@@ -109,12 +123,10 @@ def topk_full(*, scores_BxN: jax.Array, target_B: jax.Array, k: int,
   s = _clean(scores_BxN)
   target_B = jnp.asarray(target_B).astype(jnp.int32)
   if exclude_mask_BxN is not None:
-    ex = jnp.asarray(exclude_mask_BxN, bool)
-    ex = ex & (jnp.arange(s.shape[1])[None, :] != target_B[:, None])
-    s = jnp.where(ex, -jnp.inf, s)
+    s = jnp.where(jnp.asarray(exclude_mask_BxN, bool), -jnp.inf, s)
   vals, idx = jax.lax.top_k(s, k)
-  rank = target_ranks(scores_BxN=s, target_B=target_B, exclude_mask_BxN=exclude_mask_BxN)
-  return vals, idx.astype(jnp.int32), rank
+  rank, ties = _ranks_and_ties(s, target_B, exclude_mask_BxN)
+  return vals, idx.astype(jnp.int32), rank, ties
 
 
 def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
@@ -124,20 +136,21 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
                  n_items: int | None = None,
                  exclude_items_BxL: jax.Array | None = None,
                  exclude_mask_BxL: jax.Array | None = None):
-  """(top_scores_BxK, top_items_BxK, rank_B) without ever materialising B×N.
+  """(top_scores_BxK, top_items_BxK, rank_B, ties_B) without ever materialising B×N.
 
   Scores come either from a dot product `user_repr_BxD · item_emb_NxD` (the evaluator's path for
   dot-product models) or from `chunk_scores_fn(item_ids_C) -> scores_BxC` with `n_items` given
   (ids past the catalogue end are clipped before the call and masked after).  A `lax.scan` over
   item chunks keeps a running top-k (concatenate running list + chunk's top-k, `lax.top_k`
   again; the running list comes first so equal scores keep the lower id, as in `topk_full`) and
-  counts, in the same pass, the items that outrank the target pessimistically.
+  counts, in the same pass, the items that outrank or tie the target.
 
   The count needs the target's score before its chunk is seen, so it is computed up front; if
   it differs (ulp-level, different reduction order) from the score met inside the chunk, a
   second counting pass with the in-chunk score runs, so ranks are exactly those of the scores
-  that produced the top-k list.  Already-seen items come as padded id lists
-  (`exclude_items_BxL` + `exclude_mask_BxL`), scattered per chunk.
+  that produced the top-k list.  Items to exclude come as padded id lists
+  (`exclude_items_BxL` + `exclude_mask_BxL`), scattered per chunk; an excluded target is a miss
+  (rank N), as in `target_ranks`.
   """
   target_B = jnp.asarray(target_B).astype(jnp.int32)
   if chunk_scores_fn is None:
@@ -163,6 +176,11 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
   t_guess = _clean(t_guess)
   b = target_B.shape[0]
   rows = jnp.arange(b)[:, None]
+  t_excluded = jnp.zeros(b, bool)
+  if exclude_items_BxL is not None:
+    ex_items = jnp.asarray(exclude_items_BxL).astype(jnp.int32)
+    ex_keep = jnp.asarray(exclude_mask_BxL) > 0
+    t_excluded = jnp.any(ex_keep & (ex_items == target_B[:, None]), axis=1)
 
   def chunk_view(c):
     start = c * chunk
@@ -170,10 +188,8 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
     s = _clean(score_chunk(c, ids_C))
     ok = jnp.broadcast_to(ids_C[None, :] < n_items, s.shape)
     if exclude_items_BxL is not None:
-      items = jnp.asarray(exclude_items_BxL).astype(jnp.int32)
-      local = items - start
-      keep = ((jnp.asarray(exclude_mask_BxL) > 0) & (items != target_B[:, None])
-              & (local >= 0) & (local < chunk))
+      local = ex_items - start
+      keep = ex_keep & (local >= 0) & (local < chunk)
       ex = jnp.zeros(s.shape, bool).at[rows, jnp.where(keep, local, chunk)].set(
           True, mode="drop")
       ok = ok & ~ex
@@ -181,7 +197,9 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
     return ids_C, s, ok, is_t
 
   def count(s, ok, is_t, t_B):
-    return jnp.sum(ok & ~is_t & (s >= t_B[:, None]), axis=1).astype(jnp.int32)
+    other = ok & ~is_t
+    return (jnp.sum(other & (s >= t_B[:, None]), axis=1).astype(jnp.int32),
+            jnp.sum(other & (s == t_B[:, None]), axis=1).astype(jnp.int32))
 
   def first_pass(c):
     ids_C, s, ok, is_t = chunk_view(c)
@@ -197,7 +215,8 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
     v_c, i_c, cnt_c, hit, tin_c = first_pass(c)
     v, pos = jax.lax.top_k(jnp.concatenate([vals, v_c], 1), k)
     i = jnp.take_along_axis(jnp.concatenate([idx, i_c], 1), pos, axis=1)
-    return (v, i, cnt + cnt_c, jnp.where(hit, tin_c, t_in)), None
+    cnt = (cnt[0] + cnt_c[0], cnt[1] + cnt_c[1])
+    return (v, i, cnt, jnp.where(hit, tin_c, t_in)), None
 
   (vals, idx, cnt, t_in), _ = jax.lax.scan(step, (vals0, idx0, cnt0, t_in0),
                                            jnp.arange(1, n_chunks))
@@ -205,11 +224,15 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
   def recount():
     def body(acc, c):
       _, s, ok, is_t = chunk_view(c)
-      return acc + count(s, ok, is_t, t_in), None
-    return jax.lax.scan(body, jnp.zeros(b, jnp.int32), jnp.arange(n_chunks))[0]
+      ge, eq = count(s, ok, is_t, t_in)
+      return (acc[0] + ge, acc[1] + eq), None
+    zero = jnp.zeros(b, jnp.int32)
+    return jax.lax.scan(body, (zero, zero), jnp.arange(n_chunks))[0]
 
-  rank = jax.lax.cond(jnp.all(t_in == t_guess), lambda: cnt, recount)
-  return vals, idx.astype(jnp.int32), rank
+  rank, ties = jax.lax.cond(jnp.all(t_in == t_guess), lambda: cnt, recount)
+  rank = jnp.where(t_excluded, n_items, rank)
+  ties = jnp.where(t_excluded, 0, ties)
+  return vals, idx.astype(jnp.int32), rank, ties
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xdkt_jax.data import leakage
 from xdkt_jax.data import load as data_load
 from xdkt_jax.data import protocols
 from xdkt_jax.data import stats as data_stats
@@ -113,6 +114,7 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
     freeze = lm.freeze_patterns(enc_cfg, int(scfg.freeze_layers), bool(scfg.freeze_embeddings))
   corpus = lm.make_corpus(tok, domains=domains, heldout_frac=float(scfg.heldout_frac),
                           seed=int(config.seed))
+  leakage.check_text_corpus(corpus, tok, consumer=f"{name} corpus")
   head = {}
   if name == "adapt" and int(scfg.get("head_warmup_steps", 0)) > 0:
     # A checkpoint without an MLM head (sentence-transformers MiniLM) gets its head fitted
@@ -209,12 +211,13 @@ def _multi_domain_stages(config, wd: Path, ds, tok, split, knowledge, stages, ti
     if path.exists():
       r = json.loads(path.read_text())
       domains[d] = {k: r[k] for k in ("metrics", "transfer_gain", "warnings", "sources",
-                                      "n_test", "n_items") if k in r}
+                                      "n_test", "n_items", "eval_rule") if k in r}
   _write_json(wd / "timings.json", {**prev, **timings})
   if "report" in stages and domains:
     summary = {"config": json.loads(config.to_json_best_effort()),
                "dataset": data_stats.dataset_stats(ds, tok), "protocol": split.protocol,
-               "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings}}
+               "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings},
+               "eval_rule": next(iter(domains.values())).get("eval_rule")}
     files = report.write_multi_domain(wd, summary)
     log(f"report: {', '.join(str(wd / f) for f in files)}")
 
@@ -286,7 +289,9 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   _claim(stage_dir, fp)
   enc_cfg, params = upstream[0], upstream[1]
   fields = data_load.split_list(kc.entity_fields)
-  vocab = K.build_entity_vocab(ds, min_df=int(kc.min_df), max_size=int(kc.max_size),
+  # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
+  text_view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
+  vocab = K.build_entity_vocab(text_view, min_df=int(kc.min_df), max_size=int(kc.max_size),
                                cross_domain_only=bool(kc.cross_domain_only), fields=fields,
                                max_df_frac=float(kc.max_df_frac),
                                min_domain_df=int(kc.min_domain_df))
@@ -298,8 +303,8 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
     mode = "none"
   if mode == "predicted":
     text_fields = data_load.split_list(config.data.text_fields) or None
-    labels = K.token_labels(ds, str(config.data.tokenizer), vocab, int(config.data.max_text_len),
-                            text_fields)
+    labels = K.token_labels(text_view, str(config.data.tokenizer), vocab,
+                            int(config.data.max_text_len), text_fields)
     metrics["labels"] = K.label_stats(vocab, labels)
     tcfg = K.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
                                               progress=bool(config.progress),
@@ -389,15 +394,20 @@ def evaluate_stage(config, wd: Path, runs, log=print) -> dict:
       raise ValueError(f"{wd}: no finished recommend stage; add 'recommend' to config.stages")
     runs = json.loads(path.read_text())
   names = recommend.parse_methods(config.recommend.methods)
-  runs = {n: runs[n] for n in names if n in runs}
-  stats_ = report.aggregate(runs, wd / "recommend")
+  runs = {n: r for n, r in runs.items() if recommend.base_method(n) in names}
+  ev = config.eval
+  stats_ = report.aggregate(runs, wd / "recommend", alpha=float(ev.alpha),
+                            n_boot=int(ev.n_boot))
   _write_json(_stage_dir(wd, "evaluate") / "stats.json", stats_)
   for w in stats_["warnings"]:
     log(w)
   g = stats_["transfer_gain"].get("ndcg@10")
   if g:
     log(f"transfer gain ndcg@10 (xdkt − target_only): {g['mean']:+.4f} "
-        f"[{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}], p = {g['p_value']:.2g}")
+        f"[{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}] ({g['ci_method']}), Holm-corrected "
+        f"p = {g['p_value']:.2g} (t-test over {g['n_users']} users; Wilcoxon "
+        f"{g['p_wilcoxon']:.2g}): " + ("significant" if g["significant"] else "not significant")
+        + f" at alpha = {g['alpha']:g}")
   return stats_
 
 
@@ -438,6 +448,8 @@ def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *
              "split": P.summary(split),
              "n_items": ds.domains[split.targets[0]].n_items,
              "n_test": next(iter(runs.values()))[0]["n"],
+             "eval_part": str(config.recommend.eval_part),
+             "tuning": bool(config.recommend.get("tuning", False)),
              **stats_, "timings_s": timings}
   if vpath.exists():
     views = dict(np.load(vpath))

@@ -28,15 +28,23 @@ users from the listed weights (0 always among them, so the data can turn it off)
 `sequential.select_metric`.  Every sequential method gets it alike, so the transfer gain still
 compares xdkt with the same recommender without transfer.
 
+Ranking: every method of a run is evaluated under ONE exclusion rule (`recommend.
+exclude_history` under `eval.convention`, conventions.py), the valid users of early stopping
+and fusion included; the rule is written in each summary.json and in results.json.
+
 Every (method, seed) leaves `<dir>/<method>/seed_<s>/` with per_user.npz (per-example
 metrics), summary.json and DONE (fingerprint of its inputs), so a rerun skips finished ones.
+A fused run also evaluates its model without fusion (per_user_unfused.npz, the summary's
+`unfused`): the same trained parameters, so the two rows isolate what fusion adds.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -45,9 +53,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from xdkt_jax import conventions
 from xdkt_jax import evaluate as evaluate_lib
-from xdkt_jax.data import inputs
+from xdkt_jax.data import inputs, leakage
 from xdkt_jax.models import baselines, sasrec
+from xdkt_jax.report import UNFUSED   # the row of a fused method's model without fusion
 
 SEQUENTIAL = ("xdkt", "target_only", "sasrec", "unisrec_style")
 DETERMINISTIC = ("pop", "itemknn", "userknn", "text_knn", "hybrid")
@@ -65,8 +75,17 @@ class Context:
   user_has: np.ndarray                       # [n_users] bool
   pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
   log: Any = print
+  rule: conventions.EvalRule = dataclasses.field(init=False)
   _itemknn: Any = dataclasses.field(default=None, init=False, repr=False)
   _lock: Any = dataclasses.field(default_factory=threading.Lock, init=False, repr=False)
+
+  def __post_init__(self):
+    self.rule = conventions.rule_for(self.config, self.ds, self.target)
+
+  def eval_arrays(self, part: str) -> dict:
+    """The `part` examples as the evaluator sees them, under this run's exclusion rule."""
+    return inputs.eval_arrays(self.ds, self.split, self.target, part,
+                              exclude_history=self.rule.exclude_history)
 
   def itemknn(self):
     """The split's item-kNN (deterministic), fitted once per context (runs may be threads)."""
@@ -97,17 +116,24 @@ def check_config(config) -> None:
   """The recommend settings that would fail late or mislead: checked before any stage runs."""
   rc = config.recommend
   parse_methods(rc.methods)
+  ev = config.get("eval", None)
+  conventions.resolve(ev.get("convention", "xdkt") if ev is not None else "xdkt",
+                      rc.get("exclude_history", "auto"), target_has_given_split=False)
   # Settings that pick something per run on the VALID split: reporting on it would select
   # the numbers on themselves, and their metric must parse before hours of training.
   on_valid = [(key, what) for key, what, on in (
       ("neighbour_blend", "weight", bool(neighbour_weights(rc.get("neighbour_blend", "")))),
       ("sequential.select_epoch", "epoch", bool(rc.sequential.get("select_epoch", False))))
               if on]
+  tuning = bool(rc.get("tuning", False))
+  if tuning and str(rc.eval_part) != "valid":
+    raise ValueError("config.recommend.tuning=True scores the valid split only (launch/tune.py); "
+                     "it needs eval_part='valid'")
   for key, what in on_valid:
-    if str(rc.eval_part) != "test":
+    if str(rc.eval_part) != "test" and not tuning:
       raise ValueError(f"config.recommend.{key} picks each run's {what} on the valid split, "
                        f"so it needs eval_part='test' (with 'valid' the numbers would be "
-                       f"selected on themselves)")
+                       f"selected on themselves; launch/tune.py marks a tuning run)")
   if on_valid:
     evaluate_lib.selection_metric(rc.sequential.get("select_metric", "ndcg@10"),
                                   "config.recommend.sequential")
@@ -150,10 +176,10 @@ class NeighbourFused:
 
 
 def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -> NeighbourFused:
-  """Picks the fusion weight on the valid users (full ranking, seen items excluded: the
-  reported numbers' evaluator); ties go to the smaller weight."""
+  """Picks the fusion weight on the valid users (full ranking under the run's exclusion rule:
+  the reported numbers' evaluator); ties go to the smaller weight."""
   evaluate_lib.selection_metric(metric, "neighbour_blend")
-  valid = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, "valid")
+  valid = ctx.eval_arrays("valid")
   if len(valid["target"]) == 0:
     raise ValueError(f"config.recommend.neighbour_blend needs valid examples, and the "
                      f"{ctx.split.protocol!r} split has none in {ctx.target!r}")
@@ -181,7 +207,7 @@ def seeds_for(name: str, n_seeds: int) -> list[int]:
 def fit(name: str, ctx: Context, seed: int):
   """Trains method `name` with `seed`; returns a model with score(batch) -> [B, N]."""
   rc = ctx.config.recommend
-  seq = dict(rc.sequential.to_dict(), seed=seed)
+  seq = dict(rc.sequential.to_dict(), seed=seed, exclude_history=ctx.rule.exclude_history)
   kw = dict(target=ctx.target, log_fn=ctx.log)
   if name == "sasrec":
     return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="id"), **kw)
@@ -214,7 +240,7 @@ def train_losses(model) -> list[float]:
 
 def item_popularity(ds, split, target: str) -> np.ndarray:
   inter = ds.domains[target].inter
-  rows = np.asarray(split.train_rows[target], np.int64)
+  rows = leakage.training_rows(ds, split, target, consumer="popularity counts")
   return np.bincount(inter.item[rows], minlength=ds.domains[target].n_items).astype(np.float32)
 
 
@@ -239,19 +265,25 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
   if name in SEQUENTIAL and weights:
     model = fuse_neighbours(trained, ctx, weights, metric=str(rc.sequential.select_metric))
   fit_s = time.time() - t0
-  n_items = ctx.ds.domains[ctx.target].n_items
   t1 = time.time()
-  res = evaluate_lib.evaluate(
-      score_fn=model.score, arrays=arrays, n_items=n_items,
-      batch_size=int(rc.eval_batch_size), exclude="history",
-      item_vectors=ctx.item_knowledge[ctx.target],
+  evaluate = lambda m: evaluate_lib.evaluate(
+      score_fn=m.score, arrays=arrays, n_items=ctx.ds.domains[ctx.target].n_items,
+      batch_size=int(rc.eval_batch_size), item_vectors=ctx.item_knowledge[ctx.target],
       item_popularity=popularity, ks=[int(k) for k in str(rc.ks).split(",")], groups=groups)
+  res = evaluate(model)
   eval_s = time.time() - t1
   np.savez(out / "per_user.npz", user=arrays["user"], **res.per_example)
   summary = {"method": name, "seed": seed, "deterministic": name in DETERMINISTIC,
              **res.to_dict(), "fit_seconds": fit_s, "eval_seconds": eval_s,
+             "eval_rule": ctx.rule.to_dict(),
+             "per_user_file": f"{name}/seed_{seed}/per_user.npz",
              "train_losses": train_losses(model),
              "info": getattr(model, "info", {})}
+  if model is not trained:
+    plain = evaluate(trained)
+    np.savez(out / "per_user_unfused.npz", user=arrays["user"], **plain.per_example)
+    summary["unfused"] = {**plain.to_dict(),
+                          "per_user_file": f"{name}/seed_{seed}/per_user_unfused.npz"}
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
   if name == "xdkt" and seed == 0 and ctx.split.sources:
     save_alignment_views(trained, ctx, out)
@@ -278,11 +310,46 @@ def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
            target_after=np.asarray(adapt(variables, tgt)))
 
 
+def _run_jobs(run, jobs: list, workers: int) -> list[dict]:
+  if workers > 1 and jax.device_count() == 1:
+    # Independent (method, seed) runs in threads (the numbers are identical to a sequential
+    # run: tests/test_run_e2e.py).  On the 2-core CPU two default-sized SASRec loops at once
+    # were only 1.12x a sequential pair (benchmarks/RESULTS.md), so the default is 1; hosts
+    # with more cores than one small model can use gain more.  One device only: sharded
+    # steps from several threads could interleave their collectives.
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      return list(pool.map(run, jobs))
+  return [run(job) for job in jobs]
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(message):
+  """SIGTERM during the recommend stage stops it at once with `Preempted` (the CLI prints one
+  line and exits 0): each finished (method, seed) run is kept (its DONE marker is written
+  last), an unfinished one is redone on the rerun."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
+
+  def stop(signum, frame):
+    del signum, frame
+    raise Preempted(message())
+
+  old = signal.signal(signal.SIGTERM, stop)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, old)
+
+
 def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   """Every configured method × seed; returns {method: [summary per seed]}."""
   rc = ctx.config.recommend
   check_config(ctx.config)
-  arrays = inputs.eval_arrays(ctx.ds, ctx.split, ctx.target, str(rc.eval_part))
+  conventions.check_rule_fits_split(ctx.rule, ctx.split, ctx.target)
+  ctx.log(ctx.rule.describe())
+  arrays = ctx.eval_arrays(str(rc.eval_part))
   if len(arrays["target"]) == 0:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
   popularity = item_popularity(ctx.ds, ctx.split, ctx.target)   # the same for every run
@@ -294,21 +361,32 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     own += rc.xdkt.to_json() if name == "xdkt" else ""
     blend = str(rc.get("neighbour_blend", ""))
     own += f"|neighbour_blend={blend}" if name in SEQUENTIAL and blend else ""
-    jobs += [(name, s, f"{fp}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
-  run = lambda job: run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
-                            fp=job[2], popularity=popularity, groups=groups)
-  workers = int(rc.get("workers", 1))
-  if workers > 1 and jax.device_count() == 1:
-    # Independent (method, seed) runs in threads (the numbers are identical to a sequential
-    # run: tests/test_run_e2e.py).  On the 2-core CPU two default-sized SASRec loops at once
-    # were only 1.12x a sequential pair (benchmarks/RESULTS.md), so the default is 1; hosts
-    # with more cores than one small model can use gain more.  One device only: sharded
-    # steps from several threads could interleave their collectives.
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      summaries = list(pool.map(run, jobs))
-  else:
-    summaries = [run(job) for job in jobs]
+    rule = json.dumps(ctx.rule.to_dict(), sort_keys=True)
+    jobs += [(name, s, f"{fp}|{rule}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
+  done = []
+
+  def run(job):
+    summary = run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
+                      fp=job[2], popularity=popularity, groups=groups)
+    done.append(job)
+    return summary
+
+  with _stop_on_sigterm(lambda: (f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} "
+                                 "(method, seed) runs are finished and kept; rerun the same "
+                                 "command to resume")):
+    summaries = _run_jobs(run, jobs, int(rc.get("workers", 1)))
   results: dict[str, list[dict]] = {}
   for job, summary in zip(jobs, summaries):
     results.setdefault(job[0], []).append(summary)
+  for name in list(results):
+    if all("unfused" in s for s in results[name]):
+      results[name + UNFUSED] = [{"method": name + UNFUSED, "seed": s["seed"],
+                                  "deterministic": s["deterministic"],
+                                  "eval_rule": s["eval_rule"], **s["unfused"]}
+                                 for s in results[name]]
   return results
+
+
+def base_method(name: str) -> str:
+  """'xdkt-nofusion' → 'xdkt': the configured method a reported row belongs to."""
+  return name[:-len(UNFUSED)] if name.endswith(UNFUSED) else name

@@ -1,14 +1,19 @@
-"""The transfer report: statistics over seeds (evaluate stage) → results.json, report.md and
-PNG plots (report stage).
+"""The transfer report: statistics over seeds and users (evaluate stage) → results.json,
+report.md and PNG plots (report stage).
 
-Statistics (xdkt_jax/significance.py):
-  * per method and metric: mean over seeds with a 95% Student-t CI; a deterministic method
-    (one run) gets a bootstrap-over-test-users CI instead (`ci_method` says which);
-  * paired test, full method vs each other method: Wilcoxon signed-rank over test users of the
-    per-user metric averaged over seeds (the same users, so pairs are exact);
-  * transfer gain = xdkt − target_only (the no-transfer control) per metric, CI over per-seed
-    gains, p-value from the paired test; a negative mean gain raises a loud NEGATIVE TRANSFER
+Statistics (xdkt_jax/significance.py; every method alike, from its [seeds, users] per-example
+metrics):
+  * per method and metric: the mean with a 95% two-level bootstrap interval (seeds × users;
+    over users alone for a one-run method — `ci_method` says which);
+  * full method vs each other method, per headline metric: the mean difference with its
+    two-level interval, a paired t-test over users on seed-averaged differences (Wilcoxon as
+    a secondary column), Holm-corrected over the methods compared;
+  * transfer gain = xdkt − target_only (the no-transfer control) per headline metric, the same
+    way, Holm-corrected over the headline metrics; `significant` only when the corrected p <
+    alpha and the interval excludes 0.  A negative mean gain raises a loud NEGATIVE TRANSFER
     warning in the log, results.json and report.md.
+The evaluation rule every run used (conventions.py) must be one and the same; it is written
+into results.json and the first line of report.md.
 """
 
 from __future__ import annotations
@@ -22,70 +27,88 @@ from xdkt_jax import significance
 
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "recall@50")
 BEYOND_HEADLINE = ("coverage@10", "diversity@10", "novelty@10", "pop_bias@10")
+UNFUSED = "-nofusion"
 
 
-def _per_user(method_dir: Path, seeds: list[int], metric: str) -> np.ndarray | None:
+def _per_user(rec_dir: Path, summaries: list[dict], metric: str) -> np.ndarray | None:
+  """[seeds, users] of one metric, from each run's per-user file."""
   rows = []
-  for s in seeds:
-    z = np.load(method_dir / f"seed_{s}" / "per_user.npz")
+  for s in summaries:
+    rel = s.get("per_user_file") or f"{s['method']}/seed_{s['seed']}/per_user.npz"
+    z = np.load(rec_dir / rel)
     if metric not in z:
       return None
     rows.append(np.asarray(z[metric], np.float64))
   return np.stack(rows)
 
 
+def eval_rule(runs: dict[str, list[dict]]) -> dict | None:
+  """The one exclusion rule of every run; mixing rules in one table is refused."""
+  rules = {json.dumps(s.get("eval_rule"), sort_keys=True) for r in runs.values() for s in r}
+  if len(rules) > 1:
+    raise ValueError(f"the runs were evaluated under different rules ({sorted(rules)}); "
+                     "rerun the recommend stage so that every method shares one")
+  return json.loads(rules.pop()) if rules else None
+
+
+def _comparisons(runs, rec_dir, a_name, names, metrics, *, alpha, n_boot) -> dict:
+  """{other: {metric: compare(a, other)}}, Holm over the `names` compared, per metric."""
+  out = {n: {} for n in names}
+  for m in metrics:
+    a = _per_user(rec_dir, runs[a_name], m)
+    family = {}
+    for n in names:
+      b = _per_user(rec_dir, runs[n], m)
+      if a is not None and b is not None:
+        family[n] = significance.compare(a, b, n_boot=n_boot)
+    for n, c in significance.correct(family, alpha=alpha).items():
+      out[n][m] = c
+  return out
+
+
+def _gain(runs, rec_dir, full, control, metrics, *, alpha, n_boot) -> dict:
+  """{metric: transfer_gain(full, control)}, Holm over the metrics."""
+  family = {}
+  for m in metrics:
+    a, b = _per_user(rec_dir, runs[full], m), _per_user(rec_dir, runs[control], m)
+    if a is not None and b is not None:
+      family[m] = significance.transfer_gain(a, b, n_boot=n_boot)
+  return significance.correct(family, alpha=alpha)
+
+
 def aggregate(runs: dict[str, list[dict]], rec_dir: Path, *, full: str = "xdkt",
-              control: str = "target_only", test: str = "wilcoxon") -> dict:
+              control: str = "target_only", alpha: float = 0.05,
+              n_boot: int = significance.DEFAULT_N_BOOT) -> dict:
   """runs: {method: [summary per seed]} (recommend.run_all) → the statistics of results.json."""
-  metrics, beyond, paired, groups = {}, {}, {}, {}
+  metrics, beyond, groups = {}, {}, {}
   for name, summaries in runs.items():
-    seeds = [s["seed"] for s in summaries]
     metrics[name], beyond[name] = {}, {}
     for m in summaries[0]["means"]:
-      vals = [s["means"][m] for s in summaries]
-      pu = _per_user(rec_dir / name, seeds, m)
-      ci = significance.mean_ci(vals, per_user_values=None if pu is None else pu[0])
-      metrics[name][m] = {"mean": ci.mean, "ci95": [ci.lo, ci.hi], "ci_method": ci.method,
-                          "per_seed": vals}
+      pu = _per_user(rec_dir, summaries, m)
+      metrics[name][m] = (significance.interval(pu, n_boot=n_boot) if pu is not None else
+                          significance.seed_t_interval([s["means"][m] for s in summaries]))
     for m in summaries[0]["beyond"]:
-      vals = [s["beyond"][m] for s in summaries]
-      pu = _per_user(rec_dir / name, seeds, m)
-      if len(vals) < 2 and pu is None:   # a set-level metric of one run: no interval
-        beyond[name][m] = {"mean": float(vals[0]), "ci95": None, "per_seed": vals}
-        continue
-      ci = significance.mean_ci(vals, per_user_values=None if pu is None else pu[0])
-      beyond[name][m] = {"mean": ci.mean, "ci95": [ci.lo, ci.hi], "ci_method": ci.method,
-                         "per_seed": vals}
+      pu = _per_user(rec_dir, summaries, m)
+      beyond[name][m] = (significance.interval(pu, n_boot=n_boot) if pu is not None else
+                         significance.seed_t_interval([s["beyond"][m] for s in summaries]))
     groups[name] = {g: {k: float(np.mean([s["groups"][g][k] for s in summaries]))
                         for k in summaries[0]["groups"][g]}
                     for g in summaries[0].get("groups", {})}
-  gain, warnings = {}, []
+  first = next(iter(runs.values()))[0]["means"] if runs else {}
+  heads = [m for m in HEADLINE if m in first]
+  compared, gain, gain_unfused, warnings = {}, {}, {}, []
   if full in runs:
-    fseeds = [s["seed"] for s in runs[full]]
-    for name in runs:
-      if name == full:
-        continue
-      seeds = [s["seed"] for s in runs[name]]
-      paired[name] = {}
-      for m in runs[full][0]["means"]:
-        a, b = _per_user(rec_dir / full, fseeds, m), _per_user(rec_dir / name, seeds, m)
-        if a is None or b is None:
-          continue
-        paired[name][m] = significance.paired_test(a.mean(0), b.mean(0), method=test)
+    others = [n for n in runs if n != full]
+    compared = _comparisons(runs, rec_dir, full, others, heads, alpha=alpha, n_boot=n_boot)
     if control in runs:
-      cseeds = [s["seed"] for s in runs[control]]
-      n = min(len(fseeds), len(cseeds))
-      for m in runs[full][0]["means"]:
-        a = _per_user(rec_dir / full, fseeds[:n], m)
-        b = _per_user(rec_dir / control, cseeds[:n], m)
-        g = significance.transfer_gain(
-            [s["means"][m] for s in runs[full][:n]],
-            [s["means"][m] for s in runs[control][:n]], a, b, test=test)
-        gain[m] = g
+      gain = _gain(runs, rec_dir, full, control, heads, alpha=alpha, n_boot=n_boot)
       for m in ("ndcg@10", "recall@10"):
         w = significance.negative_transfer_warning(gain[m], metric=m) if m in gain else None
         if w:
           warnings.append(w)
+    if full + UNFUSED in runs and control + UNFUSED in runs:
+      gain_unfused = _gain(runs, rec_dir, full + UNFUSED, control + UNFUSED, heads,
+                           alpha=alpha, n_boot=n_boot)
   # Early stopping on valid (recommend.sequential.select_epoch): what each run kept.
   selected = {n: [{"seed": s["seed"], "best_epoch": s["info"]["best_epoch"],
                    "epochs_run": s["info"]["epochs_run"], "best_valid": s["info"]["best_valid"],
@@ -98,9 +121,17 @@ def aggregate(runs: dict[str, list[dict]], rec_dir: Path, *, full: str = "xdkt",
                  "valid": s["info"]["neighbour_valid"]} for s in r]
             for n, r in runs.items()
             if r and all("neighbour_weight" in s.get("info", {}) for s in r)}
-  return {"metrics": metrics, "beyond": beyond, "paired_p_vs_" + full: paired,
-          "selected_epochs": selected, "neighbour_fusion": fusion,
-          "transfer_gain": gain, "groups": groups, "warnings": warnings,
+  ties = {n: max(s.get("ties", {}).get("examples_with_tied_target", 0) for s in r)
+          for n, r in runs.items()}
+  return {"eval_rule": eval_rule(runs), "metrics": metrics, "beyond": beyond,
+          "compared_to_" + full: compared, "selected_epochs": selected,
+          "neighbour_fusion": fusion, "transfer_gain": gain,
+          "transfer_gain_unfused": gain_unfused, "groups": groups, "warnings": warnings,
+          "ties": ties, "alpha": float(alpha),
+          "significance": ("two-level bootstrap (seeds x users) 95% intervals; paired t-test "
+                           "over users on seed-averaged differences (Wilcoxon secondary); "
+                           "Holm over each table's family; significant = corrected p < "
+                           f"{alpha:g} and the interval excludes 0"),
           "seeds": {n: [s["seed"] for s in r] for n, r in runs.items()},
           "deterministic": [n for n, r in runs.items() if r[0].get("deterministic")]}
 
@@ -119,38 +150,77 @@ def _cell(d):
   return _fmt(d["mean"]) + ("" if not ci else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
 
 
+def rule_line(rule: dict | None) -> str:
+  """The report's first line: the rule every number below was ranked under."""
+  if not rule:
+    return "Evaluation rule: not recorded (runs from before conventions.py)."
+  from xdkt_jax import conventions  # pylint: disable=import-outside-toplevel
+  return "Evaluation rule: " + conventions.EvalRule(**rule).describe() + "."
+
+
+def _gain_table(gains: dict, cols) -> list[str]:
+  out = ["| metric | gain | 95% CI | relative | p (t, Holm) | p (t) | p (Wilcoxon) | "
+         "significant |", "|---|---|---|---|---|---|---|---|"]
+  for m in cols:
+    g = gains.get(m)
+    if g:
+      out.append(f"| {m} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}] | "
+                 f"{g['relative']:+.1%} | {g['p_holm']:.2g} | {g['p_ttest']:.2g} | "
+                 f"{g['p_wilcoxon']:.2g} | {'yes' if g['significant'] else 'no'} |")
+  return out
+
+
+def _levels(stats: dict, n_test) -> str:
+  n_seeds = max(len(v) for v in stats["seeds"].values())
+  return (f"Intervals: 95% two-level bootstrap over {n_seeds} seeds × {n_test} test users "
+          f"(over users alone for methods run once).  p: paired t-test over the {n_test} users "
+          "on seed-averaged differences, Holm-corrected over the table's family (the metrics "
+          "of a gain table; the methods of a column); Wilcoxon signed-rank as a secondary "
+          f"column.  Significant = corrected p < {stats.get('alpha', 0.05):g} and the interval "
+          "excludes 0.")
+
+
 def markdown(results: dict) -> str:
   stats = results
   methods = list(stats["metrics"])
-  lines = [f"# xdkt report — {results.get('title', '')}".rstrip(" —"), ""]
+  lines = [rule_line(stats.get("eval_rule")), ""]
+  if results.get("tuning"):
+    lines += ["> **TUNING RUN on the valid split (launch/tune.py): these numbers select a "
+              "setting; they are not results.**", ""]
+  elif results.get("eval_part") == "valid":
+    lines += ["> **Numbers of the VALID split.**", ""]
+  lines += [f"# xdkt report — {results.get('title', '')}".rstrip(" —"), ""]
   lines.append(f"Protocol: **{results['protocol']}**; targets {results.get('targets')}, "
                f"sources {results.get('sources')}; {results.get('n_test', '?')} test examples; "
                f"full ranking over {results.get('n_items', '?')} items; seeds "
                f"{max(len(v) for v in stats['seeds'].values())} (deterministic methods run "
                f"once: {', '.join(stats['deterministic']) or 'none'}).")
-  lines.append("")
+  lines += ["", _levels(stats, results.get("n_test", "?")), ""]
+  tied = {n: t for n, t in stats.get("ties", {}).items() if t}
+  if tied:
+    lines += ["Test examples whose target ties with another item (counted against the "
+              "target): " + ", ".join(f"{n} {t}" for n, t in tied.items()) + ".", ""]
   for w in stats["warnings"]:
     lines += [f"> **{w}**", ""]
-  pkey = next((k for k in stats if k.startswith("paired_p_vs_")), None)
+  comp = next((v for k, v in stats.items() if k.startswith("compared_to_")), {})
   lines += ["## Accuracy (mean [95% CI])", ""]
   cols = [m for m in HEADLINE if m in stats["metrics"][methods[0]]]
-  lines.append("| method | " + " | ".join(cols) + " | p (ndcg@10 vs xdkt) |")
+  lines.append("| method | " + " | ".join(cols) + " | ndcg@10 vs xdkt: diff, p (Holm) |")
   lines.append("|---" * (len(cols) + 2) + "|")
   for n in methods:
-    p = stats.get(pkey, {}).get(n, {}).get("ndcg@10") if pkey else None
+    c = comp.get(n, {}).get("ndcg@10")
+    vs = "—" if c is None else f"{c['mean']:+.4f}, {c['p_holm']:.2g}"
     lines.append(f"| {n} | " + " | ".join(_cell(stats["metrics"][n].get(m)) for m in cols)
-                 + f" | {'—' if p is None else f'{p:.2g}'} |")
+                 + f" | {vs} |")
   lines += ["", "## Transfer gain: xdkt − target_only", ""]
   if stats["transfer_gain"]:
-    lines.append("| metric | gain | 95% CI | relative | p |")
-    lines.append("|---|---|---|---|---|")
-    for m in cols:
-      g = stats["transfer_gain"].get(m)
-      if g:
-        lines.append(f"| {m} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]"
-                     f" | {g['relative']:+.1%} | {g['p_value']:.2g} |")
+    lines += _gain_table(stats["transfer_gain"], cols)
   else:
     lines.append("(xdkt or target_only not run)")
+  if stats.get("transfer_gain_unfused"):
+    lines += ["", "## Transfer gain without neighbourhood fusion: xdkt-nofusion − "
+              "target_only-nofusion (the same trained models)", ""]
+    lines += _gain_table(stats["transfer_gain_unfused"], cols)
   lines += ["", "## Beyond accuracy", ""]
   bcols = [m for m in BEYOND_HEADLINE if m in stats["beyond"][methods[0]]]
   lines.append("| method | " + " | ".join(bcols) + " |")
@@ -304,7 +374,7 @@ def write(out_dir: Path, results: dict, curves: dict, views: dict | None) -> lis
 def multi_domain_markdown(summary: dict) -> str:
   """The multi_domain run's top-level report: one row per evaluated domain (the others are its
   sources), linking each domain's full report."""
-  lines = ["# xdkt report — multi_domain", "",
+  lines = [rule_line(summary.get("eval_rule")), "", "# xdkt report — multi_domain", "",
            f"Every domain ranked in turn, the other domains as its sources "
            f"({', '.join(summary['targets'])}).  Full reports: targets/<domain>/report.md.", ""]
   for d, r in summary["domains"].items():
@@ -321,13 +391,14 @@ def multi_domain_markdown(summary: dict) -> str:
       m = r["metrics"].get(n, {})
       cells += [_cell(m.get("ndcg@10")), _cell(m.get("recall@10"))]
     lines.append(f"| {n} | " + " | ".join(cells) + " |")
-  lines += ["", "## Transfer gain xdkt − target_only, NDCG@10", "",
-            "| target | gain | 95% CI | p |", "|---|---|---|---|"]
+  lines += ["", "## Transfer gain xdkt − target_only, NDCG@10 (Holm over each domain's "
+            "headline metrics)", "",
+            "| target | gain | 95% CI | p (t, Holm) | significant |", "|---|---|---|---|---|"]
   for d, r in summary["domains"].items():
     g = r["transfer_gain"].get("ndcg@10")
     if g:
       lines.append(f"| {d} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]"
-                   f" | {g['p_value']:.2g} |")
+                   f" | {g['p_value']:.2g} | {'yes' if g.get('significant') else 'no'} |")
   return "\n".join(lines + [""])
 
 

@@ -86,7 +86,7 @@ def load_split(folder: Path):
 
 def repeat_targets(ds, split, part: str = "test") -> int:
   """Eval examples whose target the same user also has among TRAINING items."""
-  offsets, items = protocols.train_sequences(ds, split, DATASET)
+  offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
   es = split.eval[DATASET][part]
   return sum(int(t in items[offsets[u]:offsets[u + 1]]) for u, t in zip(es.user, es.target))
 
@@ -95,7 +95,7 @@ def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
   """The packed training rows train_sasrec will build (same functions, same arguments), to
   size the batch in rows from a batch in transitions."""
   n_items = ds.domains[DATASET].n_items
-  offsets, items = protocols.train_sequences(ds, split, DATASET)
+  offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
   windows = sasrec.training_windows(offsets, items, n_items=n_items, max_len=max_len)
   packed = sasrec.pack_windows(windows, max_len=max_len) if pack else windows
   transitions = int(windows["mask"].astype(np.int64).sum())
@@ -178,12 +178,13 @@ def train(args, ds, split, stats) -> tuple:
 
 
 def evaluate(args, ds, split, model) -> dict:
-  arrays = inputs.eval_arrays(ds, split, DATASET, "test", max_len=args.max_len)
+  arrays = inputs.eval_arrays(ds, split, DATASET, "test", max_len=args.max_len,
+                              exclude_history=args.exclude)
   n = len(arrays["target"])
   bsz = eval_batch_size(n, args.xdkt_eval_batch)
   run = lambda: evaluate_lib.evaluate(score_fn=model.score, arrays=arrays,
                                       n_items=ds.domains[DATASET].n_items, batch_size=bsz,
-                                      exclude=args.exclude, ks=(10,))
+                                      ks=(10,))
   times = []
   for _ in range(2):   # the first call compiles; the second is the steady state
     t = time.perf_counter()
@@ -209,8 +210,9 @@ def main():
                        "--no-pack: one window a row, so a batch spans more users")
   ap.add_argument("--xdkt-eval-batch", type=int, default=256,
                   help="rows per evaluation batch on the xdkt side (RecBole: --eval-batch)")
-  ap.add_argument("--exclude", choices=("history", "none"), default="history",
-                  help="evaluate(exclude=...): 'none' ranks as RecBole does")
+  ap.add_argument("--exclude", choices=("none", "train", "all"), default="none",
+                  help="exclude_history rule (xdkt_jax/conventions.py); 'none' ranks as "
+                       "RecBole does for sequential models")
   args = ap.parse_args()
   with tempfile.TemporaryDirectory(prefix="xdkt_sasrec_") as work:
     folder = prepare_data(args.data_dir, work, args.max_rows)
@@ -231,7 +233,7 @@ def main():
          "n_items": ds.domains[DATASET].n_items, "load_s": load_s,
          "repeat_targets": repeat_targets(ds, split),
          "backend": jax.default_backend(), "devices": jax.device_count(),
-         "max_rows": args.max_rows, "exclude_history": args.exclude == "history"}
+         "max_rows": args.max_rows, "exclude_history": args.exclude}
   print(json.dumps(out), flush=True)
 
 

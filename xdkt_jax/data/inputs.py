@@ -30,7 +30,7 @@ def source_sequences(ds: CrossDomainDataset, split: Split):
   offs = source_offsets(ds, split)
   per_user: list[list[np.ndarray]] = [[] for _ in range(ds.n_users)]
   for s in split.sources:
-    o, items = train_sequences(ds, split, s)
+    o, items = train_sequences(ds, split, s, consumer="source histories")
     nz = np.nonzero(np.diff(o))[0]
     for u in nz:
       per_user[u].append(items[o[u]:o[u + 1]] + offs[s])
@@ -42,13 +42,48 @@ def source_sequences(ds: CrossDomainDataset, split: Split):
   return offsets, items
 
 
+def exclusion_lists(ds: CrossDomainDataset, split: Split, domain: str, part: str,
+                    rule: str) -> tuple[np.ndarray, np.ndarray]:
+  """The items each example of split.eval[domain][part] must not be ranked with, as padded
+  id lists ([n, L] int32 + int8 mask), under `rule` (conventions.EXCLUDE_RULES):
+
+    none   nothing (one empty column)
+    train  the items of the user's training rows in `domain` (all of them, not a window)
+    all    the example's whole input history (not cut to the model's max_len)
+
+  The lists are built from the user's inputs only; the example's target is never read, so a
+  user's mask is the same whatever their target is.
+  """
+  es = split.eval[domain][part]
+  n = len(es)
+  if rule == "none":
+    return np.zeros((n, 1), np.int32), np.zeros((n, 1), np.int8)
+  if rule == "all":
+    offsets, items = es.hist_offsets, es.hist_items
+  elif rule == "train":
+    u_off, u_items = train_sequences(ds, split, domain, consumer="evaluation mask (train)")
+    lens = u_off[es.user + 1] - u_off[es.user]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    idx = (np.concatenate([np.arange(u_off[u], u_off[u + 1]) for u in es.user])
+           if n else np.zeros(0, np.int64))
+    items = u_items[idx.astype(np.int64)]
+  else:
+    raise ValueError(f"exclusion_lists: rule must be none|train|all, got {rule!r}")
+  width = max(1, int(np.diff(offsets).max(initial=0)))
+  return pad_sequences(offsets, items, width)
+
+
 def eval_arrays(ds: CrossDomainDataset, split: Split, domain: str, part: str, *,
-                max_len: int = 50, src_max_len: int = 50) -> dict[str, np.ndarray]:
+                exclude_history: str, max_len: int = 50,
+                src_max_len: int = 50) -> dict[str, np.ndarray]:
   """Every example of split.eval[domain][part] as fixed-shape arrays:
 
     user [n], target [n], hist [n, max_len] + hist_mask (target-domain input, most recent
     max_len, right-padded with 0), src_hist [n, src_max_len] + src_mask (the user's training
-    source items, global source ids; empty for in_domain / multi_domain).
+    source items, global source ids; empty for in_domain / multi_domain), exclude_items +
+    exclude_mask (what the evaluator leaves out of the ranking, `exclusion_lists` under
+    `exclude_history`; no default: every caller states its rule).
   """
   es = split.eval[domain][part]
   hist, hmask = pad_sequences(es.hist_offsets, es.hist_items, max_len)
@@ -65,4 +100,6 @@ def eval_arrays(ds: CrossDomainDataset, split: Split, domain: str, part: str, *,
     src = np.zeros((0, src_max_len), np.int32)
     smask = np.zeros((0, src_max_len), np.int8)
   out["src_hist"], out["src_mask"] = src, smask
+  out["exclude_items"], out["exclude_mask"] = exclusion_lists(ds, split, domain, part,
+                                                              exclude_history)
   return out

@@ -33,24 +33,25 @@ import json
 
 import numpy as np
 
+from xdkt_jax.data import leakage
+from xdkt_jax.data.leakage import LeakageError  # noqa: F401  (re-exported)
 from xdkt_jax.data.schema import CrossDomainDataset, Domain
 
 PROTOCOLS = ("in_domain", "warm", "cold_start", "new_domain", "multi_domain")
 
 
-class LeakageError(AssertionError):
-  pass
-
-
 @dataclasses.dataclass
 class EvalSet:
   """Evaluation examples of one domain.  History of example j is
-  hist_items[hist_offsets[j]:hist_offsets[j+1]] (target-domain item ids, oldest first)."""
+  hist_items[hist_offsets[j]:hist_offsets[j+1]] (target-domain item ids, oldest first), read
+  from rows hist_rows[...] of the domain (None for a split the dataset ships: its examples
+  are traced by position, `leakage.check_split`)."""
   user: np.ndarray          # [n] int32
   target: np.ndarray        # [n] int32 item index
   row: np.ndarray           # [n] int64 row in domain.inter of the target (-1: given split)
   hist_offsets: np.ndarray  # [n+1] int64
   hist_items: np.ndarray    # [m] int32
+  hist_rows: np.ndarray | None = None   # [m] int64
 
   def __len__(self) -> int:
     return len(self.user)
@@ -70,6 +71,9 @@ class Split:
   dataset_fingerprint: str
   info: dict                               # counts of excluded users / withheld rows
   eval_users: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  # The evaluation examples of every domain of the split this one was cut from (a
+  # multi_domain target view): nothing fitted here may see them either (leakage.py).
+  heldout: dict[str, dict[str, EvalSet]] = dataclasses.field(default_factory=dict)
 
   def fingerprint(self) -> str:
     h = hashlib.sha256(f"{self.dataset_fingerprint}|{self.protocol}|{self.k}".encode())
@@ -98,7 +102,8 @@ def target_view(split: Split, target: str) -> Split:
       [d for d in split.sources if d != target]
   return Split(split.protocol, split.k, [target], sources, dict(split.train_rows),
                {target: split.eval[target]}, split.dataset_fingerprint, dict(split.info),
-               {d: u for d, u in split.eval_users.items() if d == target})
+               {d: u for d, u in split.eval_users.items() if d == target},
+               heldout=split.heldout or split.eval)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,12 +129,13 @@ def _eval_set(d: Domain, users, target_rows, hist_rows_list) -> EvalSet:
                  target=d.inter.item[np.asarray(target_rows, np.int64)].astype(np.int32),
                  row=np.asarray(target_rows, np.int64),
                  hist_offsets=hist_offsets,
-                 hist_items=d.inter.item[hist.astype(np.int64)].astype(np.int32))
+                 hist_items=d.inter.item[hist.astype(np.int64)].astype(np.int32),
+                 hist_rows=hist.astype(np.int64))
 
 
 def _empty_eval() -> EvalSet:
   z = np.zeros(0, np.int32)
-  return EvalSet(z, z, z.astype(np.int64), np.zeros(1, np.int64), z)
+  return EvalSet(z, z, z.astype(np.int64), np.zeros(1, np.int64), z, z.astype(np.int64))
 
 
 def _given_eval(d: Domain) -> dict[str, EvalSet]:
@@ -335,48 +341,9 @@ def _cut_future_source(ds, tname, sources, train_rows, evals, info) -> None:
 
 
 def check_leakage(ds: CrossDomainDataset, split: Split) -> None:
-  """Raises LeakageError if any evaluation target is visible to training.
-
-  Checks, per evaluated domain: valid/test target rows are disjoint from training rows and from
-  each other; no (user, target item) pair of valid/test occurs among the user's TRAINING pairs
-  (so a repeated purchase cannot leak the answer); an example's history never contains its own
-  target row; and each training row index is in range.  Exception: in a split the dataset
-  ships (target row −1), a target the user also bought earlier is a genuine repeat of the
-  published protocol; those are counted in split.info, not refused.
-  """
-  for dname, parts in split.eval.items():
-    d = ds.domains[dname]
-    tr = split.train_rows.get(dname, np.zeros(0, np.int64))
-    if len(tr) and (tr.min() < 0 or tr.max() >= len(d.inter)):
-      raise LeakageError(f"{dname}: training row out of range")
-    train_mask = np.zeros(len(d.inter), dtype=bool)
-    train_mask[tr] = True
-    key = lambda u, i: u.astype(np.int64) * (d.n_items + 1) + i.astype(np.int64)
-    train_pairs = np.unique(key(d.inter.user[tr], d.inter.item[tr]))
-    seen_rows = {}
-    for part, es in parts.items():
-      rows = es.row[es.row >= 0]
-      if train_mask[rows].any():
-        raise LeakageError(f"{dname}/{part}: {int(train_mask[rows].sum())} target rows are "
-                           "also training rows")
-      for other, orow in seen_rows.items():
-        if np.intersect1d(rows, orow).size:
-          raise LeakageError(f"{dname}: {part} and {other} share target rows")
-      seen_rows[part] = rows
-      leaked = np.isin(key(es.user, es.target), train_pairs)
-      given = es.row < 0
-      if (leaked & given).any():
-        # A split the dataset ships (UniSRec files) keeps genuine repeat purchases: the
-        # published protocol evaluates them as they are, so they are counted, not refused.
-        split.info[f"{dname}/{part}/given_split_repeat_targets"] = int((leaked & given).sum())
-        leaked = leaked & ~given
-      if leaked.any():
-        j = int(np.nonzero(leaked)[0][0])
-        raise LeakageError(f"{dname}/{part}: {int(leaked.sum())} targets appear in the same "
-                           f"user's training input (first: user {int(es.user[j])}, "
-                           f"item {int(es.target[j])})")
-    if split.protocol != "multi_domain" and dname not in split.targets:
-      raise LeakageError(f"{dname}: evaluated but not a target")
+  """Raises LeakageError if any evaluation target is visible to training or an input history
+  holds what it must not (`leakage.check_split` says what is checked)."""
+  leakage.check_split(ds, split)
 
 
 def summary(split: Split) -> dict:
@@ -391,11 +358,12 @@ def summary(split: Split) -> dict:
   return out
 
 
-def train_sequences(ds: CrossDomainDataset, split: Split, domain: str):
+def train_sequences(ds: CrossDomainDataset, split: Split, domain: str, *, consumer: str):
   """Each user's TRAINING items in `domain`, oldest first, as CSR over the shared user index:
-  (offsets [n_users+1] int64, items int32).  Users without training rows have empty rows."""
+  (offsets [n_users+1] int64, items int32).  Users without training rows have empty rows.
+  The rows pass `leakage.training_rows` on behalf of `consumer` (named in its error)."""
   d = ds.domains[domain]
-  rows = split.train_rows.get(domain, np.zeros(0, np.int64))
+  rows = leakage.training_rows(ds, split, domain, consumer=consumer)
   u, o = d.inter.user[rows], d.inter.order[rows]
   perm = rows[np.lexsort((rows, o, u))]
   offsets = np.zeros(ds.n_users + 1, dtype=np.int64)

@@ -73,6 +73,9 @@ DEFAULTS = dict(
     # epoch with the run's own evaluator, keep the best epoch's parameters, stop after
     # `patience` epochs without a gain.  `epochs` (or `steps`) is then the ceiling.
     select_epoch=False, patience=3, select_metric="ndcg@10",
+    # The valid users are ranked under this exclusion rule (xdkt_jax/conventions.py; the
+    # recommend stage passes the run's resolved rule).
+    exclude_history="auto",
     # Learning rate over the run's `steps` (epochs × steps per epoch; with select_epoch the
     # ceiling): constant (the setting measured above) | cosine | linear decay, after a linear
     # warm-up of `warmup_steps`.
@@ -526,7 +529,8 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
     raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
   if o.mode == "id":
     vectors = None
-  offsets, items = protocols.train_sequences(ds, split, target)
+  offsets, items = protocols.train_sequences(ds, split, target,
+                                             consumer="sequential recommender batches")
   windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
   n_win = len(windows["inputs"])
   data = (pack_windows(windows, max_len=int(o.max_len), max_segments=8 if transfer else 0)
@@ -618,7 +622,7 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
     result, select = _train_selecting_epoch(
         train_to, state, total=total, steps_per_epoch=batcher.steps_per_epoch,
         scorer=SASRecModel(module, None, None, n_items, np.zeros(0, np.float32), {}),
-        valid=_valid_arrays(ds, split, target), n_items=n_items,
+        valid=_valid_arrays(ds, split, target, str(o.exclude_history)), n_items=n_items,
         metric=str(o.select_metric), patience=int(o.patience))
     params, extra = select.pop("params"), select.pop("extra")
   else:
@@ -639,9 +643,12 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   return SASRecModel(module, params, extra, n_items, np.asarray(loss_log, np.float32), info)
 
 
-def _valid_arrays(ds, split, target: str) -> dict:
+def _valid_arrays(ds, split, target: str, exclude_history: str) -> dict:
+  from xdkt_jax import conventions  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data import inputs  # pylint: disable=import-outside-toplevel
-  arrays = inputs.eval_arrays(ds, split, target, "valid")
+  rule = conventions.resolve("xdkt", exclude_history,
+                             target_has_given_split=ds.domains[target].given_split is not None)
+  arrays = inputs.eval_arrays(ds, split, target, "valid", exclude_history=rule.exclude_history)
   if len(arrays["target"]) == 0:
     raise ValueError(f"sasrec: select_epoch needs valid examples, and the {split.protocol!r} "
                      f"split has none in {target!r}")
@@ -651,8 +658,8 @@ def _valid_arrays(ds, split, target: str) -> dict:
 def _train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, scorer,
                            valid: dict, n_items: int, metric: str, patience: int):
   """Trains epoch by epoch up to `total` steps; after each epoch scores the valid users
-  (full ranking, seen items excluded: the evaluator of the reported numbers) and keeps the
-  parameters of the best epoch.  Stops once `patience` epochs in a row bring no gain.
+  (full ranking under the run's exclusion rule: the evaluator of the reported numbers) and
+  keeps the parameters of the best epoch.  Stops once `patience` epochs in a row bring no gain.
   Returns (the last loop result, {params, extra, best_epoch, best_valid, epochs_run,
   valid_curve, select_metric})."""
   from xdkt_jax import evaluate as evaluate_lib  # pylint: disable=import-outside-toplevel

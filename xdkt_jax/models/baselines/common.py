@@ -1,8 +1,9 @@
 """What every baseline shares: options, training matrices, and batch rows as sparse vectors.
 
 The leakage discipline lives here: `train_data` is the ONLY door from a split to a baseline,
-and it reads `split.train_rows` alone (never `split.eval`, never the withheld rows), so no
-baseline can see an evaluation target unless it digs into `ds` itself.
+and it takes its rows through `leakage.training_rows` (never `split.eval`, never the withheld
+rows, and never a row the split's evaluation examples forbid), so no baseline can see an
+evaluation target unless it digs into `ds` itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import types
 import numpy as np
 import scipy.sparse as sp
 
+from xdkt_jax.data import leakage
 from xdkt_jax.data.inputs import source_offsets
 from xdkt_jax.data.protocols import Split
 from xdkt_jax.data.schema import CrossDomainDataset
@@ -82,16 +84,18 @@ def _binary(users, items, n_users, n_cols) -> sp.csr_matrix:
   return x
 
 
-def train_data(ds: CrossDomainDataset, split: Split, target: str) -> TrainData:
+def train_data(ds: CrossDomainDataset, split: Split, target: str, *,
+               consumer: str = "baseline") -> TrainData:
   if target not in ds.domains:
     raise ValueError(f"target {target!r} is not a domain of the dataset {ds.domain_names}")
   d = ds.domains[target]
-  rows = split.train_rows.get(target, np.zeros(0, np.int64))
+  rows = leakage.training_rows(ds, split, target, consumer=f"{consumer} (target matrix)")
   u, i = d.inter.user[rows], d.inter.item[rows]
   offs = source_offsets(ds, split)
   su, si, n_src = [], [], 0
   for s in split.sources:
-    sd, r = ds.domains[s], split.train_rows.get(s, np.zeros(0, np.int64))
+    sd = ds.domains[s]
+    r = leakage.training_rows(ds, split, s, consumer=f"{consumer} (source matrix)")
     su.append(sd.inter.user[r])
     si.append(sd.inter.item[r].astype(np.int64) + offs[s])
     n_src += sd.n_items

@@ -101,7 +101,7 @@ def fit(ds, split, *, target: str, cfg=None) -> EMCDR:
     raise ValueError(f"emcdr: mapping must be one of {MAPPINGS}, got {o.mapping!r}")
   mf_o = common.options({k: v for k, v in vars(o).items() if k in mf.DEFAULTS},
                         mf.DEFAULTS, "emcdr")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="emcdr")
   if td.source.nnz == 0:
     raise ValueError(f"emcdr: the split ({split.protocol}) has no source training rows; "
                      "it needs a source domain to map from")

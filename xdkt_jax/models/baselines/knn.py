@@ -64,7 +64,7 @@ def item_similarity(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
 
 def fit_itemknn(ds, split, *, target: str, cfg=None) -> ItemKNN:
   o = common.options(cfg, ITEMKNN_DEFAULTS, "itemknn")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="itemknn")
   return ItemKNN(td, item_similarity(td.target, int(o.k), float(o.shrink)))
 
 
@@ -112,7 +112,7 @@ def _row_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
 
 def fit_userknn(ds, split, *, target: str, cfg=None) -> UserKNN:
   o = common.options(cfg, USERKNN_DEFAULTS, "userknn")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="userknn")
   cand = np.nonzero(np.diff(td.target.indptr))[0].astype(np.int32)
   use_src = bool(o.use_source) and td.source.shape[1] > 0
   return UserKNN(td, cand, _row_normalise(td.target[cand]),

@@ -137,7 +137,7 @@ def scores_or_pop(p_BxD, has_B, item, bias, train: common.TrainData) -> np.ndarr
 
 def fit_bpr_mf(ds, split, *, target: str, cfg=None) -> MFModel:
   o = common.options(cfg, DEFAULTS, "bpr_mf")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="bpr_mf")
   u, i = td.pairs()
   n = td.n_items
   params, losses = train_bpr(u, i, np.zeros_like(i), np.full_like(i, n), np.ones(len(u)),
@@ -152,7 +152,7 @@ def fit_cmf(ds, split, *, target: str, cfg=None) -> MFModel:
   factor learnt from their source rows — that is the transfer.  With no source domain in the
   split (in_domain, multi_domain) it is exactly a target-only BPR-MF."""
   o = common.options(cfg, CMF_DEFAULTS, "cmf")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="cmf")
   n, ns = td.n_items, td.source.shape[1]
   tu, ti = td.pairs()
   if len(tu) == 0:   # e.g. new_domain: target item factors would stay at their random init

@@ -22,4 +22,4 @@ class PopModel:
 
 def fit(ds, split, *, target: str, cfg=None) -> PopModel:
   common.options(cfg, DEFAULTS, "pop")
-  return PopModel(common.train_data(ds, split, target))
+  return PopModel(common.train_data(ds, split, target, consumer="pop"))

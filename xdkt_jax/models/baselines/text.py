@@ -78,7 +78,7 @@ def fit(ds, split, *, target: str, cfg=None, item_vectors=None) -> TextKNN:
   """item_vectors: {domain: [n_items, D]} in one space (e.g. LM embeddings); default TF-IDF
   of the item text.  Training rows are used only for the popularity tie-break."""
   o = common.options(cfg, DEFAULTS, "text_knn")
-  td = common.train_data(ds, split, target)
+  td = common.train_data(ds, split, target, consumer="text_knn")
   use_src = bool(o.use_source) and bool(split.sources)
   need = [target] + (list(split.sources) if use_src else [])
   if item_vectors is None:
