@@ -305,3 +305,26 @@ def test_unisrec_text_names_unknown_item(tmp_path):
 def test_unisrec_user_twice_in_test(tmp_path):
   d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n0\t1\t2\n")
   assert "Sci.test.inter:3: field 'user_id': user 0 has two test lines" in _error("unisrec", d)
+
+
+# --- data contracts (issue: nothing lost, nothing cryptic) -----------------------------------
+
+def test_users_tsv_labels_are_normalised_and_counted_or_refused(tmp_path):
+  d = _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu2\ti2\t2\nu3\ti1\t3\n")
+  _write(d / "users.tsv", "user_id\tsplit\nu1\tTest\nu2\tvalid \n")
+  ds = read("recbole", str(d))
+  assert ds.user_split.tolist() == ["test", "valid", ""]
+  assert ds.log.notes["users.tsv"] == {"labels_normalised": 2, "users_without_label": 1}
+  _write(d / "users.tsv", "user_id\tsplit\nu1\ttest\nu2\tvalidation\n")
+  assert ("users.tsv:3: field 'split': unknown split label 'validation'"
+          in _error("recbole", d))
+
+
+def test_a_repeated_header_line_is_refused(tmp_path):
+  d = _recbole(tmp_path, item=ITEM + "i1\tred pen\n" + ITEM + "i2\tblue ink\n")
+  assert "Art.item:3: the header line is repeated inside the file" in _error("recbole", d)
+
+
+def test_a_nul_byte_in_an_id_is_refused(tmp_path):
+  d = _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu\x002\ti2\t2\n")
+  assert "Art.inter:3: a NUL byte inside a field" in _error("recbole", d)

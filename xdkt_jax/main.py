@@ -18,6 +18,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from xdkt_jax import config_check
+
 COMMANDS = ("run", "stats", "embed")
 
 
@@ -31,14 +33,46 @@ def parse(argv: list[str]):
   flags.DEFINE_boolean("json", False, "stats: print one JSON object", flag_values=fv)
   flags.DEFINE_string("texts", "", "embed: text file, one text per line", flag_values=fv)
   flags.DEFINE_string("out", "", "embed: output .npy", flag_values=fv)
-  rest = fv(argv)
+  path = _config_path(argv)
+  if path is not None and not os.path.isfile(path):
+    raise UsageError(f"--config={path}: no such config file")
+  try:
+    rest = fv(argv)
+  except (AttributeError, KeyError):   # an override naming no field: which, and a hint
+    raise UsageError(_unknown_field(argv, path)) from None
   positional = rest[1:]
   if len(positional) != 1 or positional[0] not in COMMANDS:
     raise UsageError(f"usage: xdkt {{{'|'.join(COMMANDS)}}} --config=CFG ... "
                      f"(got {' '.join(positional) or 'no command'})")
   if fv["config"].value is None:
     raise UsageError("--config=CFG is required (e.g. --config=configs/default.py)")
-  return positional[0], fv["config"].value, fv
+  config = fv["config"].value
+  try:
+    config.keys()
+  except OSError as e:     # the file exists but does not load (syntax, no get_config)
+    raise UsageError(f"--config={path}: {str(e).splitlines()[0]}") from None
+  config_check.check(config)
+  return positional[0], config, fv
+
+
+def _config_path(argv: list[str]) -> str | None:
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unknown_field(argv: list[str], path: str | None) -> str:
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
+                                  sys_argv=["xdkt", f"--config={path}"])
+  fv(["xdkt", f"--config={path}"])
+  keys = config_check.flat_keys(fv["config"].value)
+  bad = config_check.unknown_overrides(argv, keys)
+  return (config_check.unknown_field_message(bad[0], keys) if bad else
+          "a --config.* override names no config field")
 
 
 class UsageError(ValueError):
@@ -62,6 +96,7 @@ def main(argv: list[str]) -> int:
   if cmd == "run":
     if not fv["workdir"].value:
       raise UsageError("xdkt run needs --workdir=DIR")
+    config_check.check_workdir(fv["workdir"].value)
     pipeline.run(config, fv["workdir"].value)
     return 0
   if cmd == "embed":
@@ -74,6 +109,7 @@ def main(argv: list[str]) -> int:
 
 def cli() -> None:
   """Console-script entry point."""
+  from xdkt_jax.data.leakage import LeakageError  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data.schema import DataError  # pylint: disable=import-outside-toplevel
   from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
   try:
@@ -81,6 +117,13 @@ def cli() -> None:
   except Preempted as e:
     print(f"xdkt: {e}", file=sys.stderr)
     code = 0
+  except LeakageError as e:
+    # A split (shipped or made) that lets an evaluated answer reach training: one line, no
+    # result written.
+    if os.environ.get("XDKT_DEBUG"):
+      raise
+    print(f"xdkt: error: leakage: {e}", file=sys.stderr)
+    code = 2
   except (DataError, UsageError, flags.Error) as e:
     if os.environ.get("XDKT_DEBUG"):
       raise

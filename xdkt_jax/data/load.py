@@ -68,12 +68,23 @@ def read_raw(data_cfg) -> CrossDomainDataset:
   return ds
 
 
+def check_text_fields(ds, fields: list[str]) -> None:
+  """Every listed text field must be a field of some domain's items (a typo would otherwise
+  blank every item's text without a word)."""
+  present = sorted({f for d in ds.domains.values() for f in d.items.text})
+  missing = [f for f in fields if f not in present]
+  if missing:
+    raise ValueError(f"config.data.text_fields: {', '.join(map(repr, missing))} is not a text "
+                     f"field of any domain (fields: {', '.join(present) or 'none'})")
+
+
 def load(data_cfg, *, tokenize: bool | None = None):
   """Reads, preprocesses and (optionally) tokenises.  Returns (dataset, TokenizedItems|None)."""
   ds = read_raw(data_cfg)
   for name, d in ds.domains.items():
     if len(d.inter) == 0:
       raise DataError(d.source or name, f"domain '{name}' has no interactions")
+  check_text_fields(ds, split_list(data_cfg.get("text_fields", "")))
   ds = prep.preprocess(ds, data_cfg)
   tok = None
   if data_cfg.get("tokenize", True) if tokenize is None else tokenize:

@@ -259,6 +259,7 @@ def read_table(path, *, what: str = "file") -> tuple[Header, list[list[str]], li
   for first, lines in read_blocks(path):
     if header is None:
       header = parse_header(path, lines[0], first)
+      header_line = lines[0]
       ncol = len(header.names)
       cols = [[] for _ in range(ncol)]
       first, lines = first + 1, lines[1:]
@@ -274,7 +275,14 @@ def read_table(path, *, what: str = "file") -> tuple[Header, list[list[str]], li
     if set(map(_count_tabs, lines)) != {ncol - 1}:
       i = next(i for i, x in enumerate(lines) if x.count("\t") != ncol - 1)
       _column_count_error(path, block_lns[i], header, lines[i].count("\t") + 1)
-    flat = "\t".join(lines).split("\t")
+    joined = "\t".join(lines)
+    if header_line in lines:   # two files concatenated: the header would become a row
+      raise DataError(path, "the header line is repeated inside the file",
+                      line=block_lns[lines.index(header_line)])
+    if "\x00" in joined:
+      i = next(i for i, x in enumerate(lines) if "\x00" in x)
+      raise DataError(path, "a NUL byte inside a field", line=block_lns[i])
+    flat = joined.split("\t")
     for j in range(ncol):
       cols[j].extend(flat[j::ncol])
     lns.extend(block_lns)
@@ -347,11 +355,18 @@ def _read_recbole_domain(folder: Path, name: str, users: UserIndex, log: PrepLog
   return _make_domain(name, items, user_names, item_idx, order, rating, keep, users, log, path)
 
 
+SPLIT_LABELS = ("train", "valid", "test")
+
+
 def read_user_split(path, users: UserIndex, log: PrepLog) -> np.ndarray:
   """`users.tsv` (user_id, split) -> [n_users] object array, '' for users not listed.
 
-  Listed users without any interaction have no index to attach to; they are counted as
-  log.dropped['users.tsv']['user_not_in_interactions'] rather than silently ignored.
+  Labels are train | valid | test, matched after trimming spaces and ignoring case (each
+  label so normalised is counted: log.notes['users.tsv']['labels_normalised']); any other
+  label is refused with its line.  Listed users without any interaction have no index to
+  attach to; they are counted as log.dropped['users.tsv']['user_not_in_interactions'].  Users
+  with interactions but no line train, and are counted as
+  log.notes['users.tsv']['users_without_label'].
   """
   it = open_text(path)
   first = next(it, None)
@@ -361,7 +376,7 @@ def read_user_split(path, users: UserIndex, log: PrepLog) -> np.ndarray:
                     f"{'' if first is None else first[1][:60]!r}", line=1)
   split = np.full(len(users.to_array()), "", dtype=object)
   seen: dict[str, int] = {}
-  unknown = 0
+  unknown = normalised = 0
   for ln, line in it:
     if not line:
       continue
@@ -378,13 +393,25 @@ def read_user_split(path, users: UserIndex, log: PrepLog) -> np.ndarray:
       raise DataError(path, f"user '{u}' listed twice (first on line {seen[u]})", line=ln,
                       field="user_id")
     seen[u] = ln
+    label = s.strip().lower()
+    if label not in SPLIT_LABELS:
+      raise DataError(path, f"unknown split label {s!r}; expected one of "
+                      f"{', '.join(SPLIT_LABELS)}", line=ln, field="split")
+    if label != s:
+      normalised += 1
     j = users.lookup(u)
     if j is None:
       unknown += 1
     else:
-      split[j] = s
+      split[j] = label
   if unknown:
     log.drop("users.tsv", "user_not_in_interactions", unknown)
+  notes = log.notes.setdefault("users.tsv", {})
+  if normalised:
+    notes["labels_normalised"] = normalised
+  unlabelled = int(np.sum(split == ""))
+  if unlabelled:
+    notes["users_without_label"] = unlabelled
   return split
 
 

@@ -46,6 +46,9 @@ def dataset_stats(ds: CrossDomainDataset, tok=None) -> dict:
   other = {k: v for k, v in ds.log.dropped.items() if k not in ds.domains}
   if other:
     out["dropped_other"] = other
+  other_notes = {k: v for k, v in ds.log.notes.items() if k not in ds.domains and v}
+  if other_notes:
+    out["notes_other"] = other_notes
   return out
 
 
@@ -78,6 +81,8 @@ def format_table(stats: dict) -> str:
                    f"truncated: {100 * t['truncated_frac']:.1f}%")
   for src, d in stats.get("dropped_other", {}).items():
     lines.append(f"{src} dropped: " + ", ".join(f"{k}={v:,}" for k, v in d.items()))
+  for src, d in stats.get("notes_other", {}).items():
+    lines.append(f"{src} notes: " + ", ".join(f"{k}={v:,}" for k, v in d.items()))
   if stats["overlap"]:
     lines.append("overlap (users in both): " + ", ".join(
         f"{k.replace('|', '∩')}={v:,}" for k, v in stats["overlap"].items()))
