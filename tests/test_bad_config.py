@@ -66,3 +66,14 @@ def test_missing_config_file_and_a_workdir_under_a_file(tmp_path):
   for wd, words in ((tmp_path / "f", "is a file"), (tmp_path / "f" / "run", "lies under a file")):
     r = xdkt("run", "--config=configs/tiny.py", f"--workdir={wd}")
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_cache_dir_that_is_a_file_and_embed_out_naming_a_folder(tmp_path):
+  (tmp_path / "f").write_text("x")
+  with pytest.raises(ValueError, match="cache_dir=.* is a file"):
+    cli.main(["xdkt", "stats", "--config=configs/tiny.py",
+              f"--config.data.cache_dir={tmp_path / 'f'}"])
+  (tmp_path / "t.txt").write_text("a red pen\n")
+  with pytest.raises(ValueError, match="is a folder; give a file name"):
+    cli.main(["xdkt", "embed", "--config=configs/tiny.py", f"--texts={tmp_path / 't.txt'}",
+              f"--out={tmp_path}", "--config.encoder.init_from=minilm"])

@@ -328,3 +328,17 @@ def test_a_repeated_header_line_is_refused(tmp_path):
 def test_a_nul_byte_in_an_id_is_refused(tmp_path):
   d = _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu\x002\ti2\t2\n")
   assert "Art.inter:3: a NUL byte inside a field" in _error("recbole", d)
+
+
+def test_deeply_nested_or_huge_json_is_one_line(tmp_path):
+  recs = _reviews(2).splitlines()
+  deep = json.loads(recs[1])
+  deep["reviewText"] = "[" * 100_000 + "]" * 100_000
+  _write(tmp_path / "Toys.json", recs[0] + "\n" + json.dumps(deep).replace(
+      json.dumps(deep["reviewText"]), deep["reviewText"]) + "\n")
+  assert "Toys.json:2: the JSON is nested too deeply to read" in _error("amazon", tmp_path)
+  huge = json.loads(recs[1])
+  _write(tmp_path / "Toys.json", recs[0] + "\n" + json.dumps(huge).replace(
+      '"overall": 5.0', '"overall": ' + "9" * 5000) + "\n")
+  msg = _error("amazon", tmp_path)
+  assert "Toys.json:2: unreadable JSON value" in msg

@@ -114,6 +114,9 @@ def check(config) -> None:
     v = _get(config, path)
     if v is not None and v not in allowed:
       raise ValueError(f"config.{path} must be one of {', '.join(allowed)}, got {v!r}")
+  cache = _get(config, "data.cache_dir")
+  if cache and Path(str(cache)).expanduser().is_file():
+    raise ValueError(f"config.data.cache_dir={cache} is a file; give a folder (or '' for none)")
   ks = _get(config, "recommend.ks")
   if ks is not None:
     parts = [x.strip() for x in str(ks).split(",") if x.strip()]

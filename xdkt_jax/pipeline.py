@@ -464,6 +464,9 @@ def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.nd
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data.tokenization import encode_texts, load_tokenizer  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data.textio import open_text  # pylint: disable=import-outside-toplevel
+  out = Path(out_path).expanduser()
+  if out.is_dir():     # found before the encoder runs, not after
+    raise ValueError(f"--out={out_path} is a folder; give a file name ending in .npy")
   texts = np.array([line for _, line in open_text(texts_path)], dtype=object)
   if workdir:
     wd = Path(workdir).expanduser()
@@ -479,7 +482,6 @@ def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.nd
   tok = load_tokenizer(config.data.tokenizer)
   ids, mask = encode_texts(tok, texts, int(config.data.max_text_len))
   vecs = lm.embed_texts(enc_cfg, params, ids, mask, pooling=config.encoder.pooling)
-  out = Path(out_path).expanduser()
   out.parent.mkdir(parents=True, exist_ok=True)
   np.save(out, vecs)
   return vecs

@@ -82,11 +82,15 @@ def _trace_given(d, es, dname: str, part: str) -> np.ndarray:
   return out
 
 
+def _in_range(rows: np.ndarray, n: int, what: str) -> None:
+  if len(rows) and (rows.min() < 0 or rows.max() >= n):
+    raise LeakageError(f"{what} out of range")
+
+
 def _check_row_traced(d, es, pos, dname: str, part: str) -> np.ndarray:
   """Target positions of a row-traced part; its histories must be the user's earlier rows."""
   rows = es.row
-  if len(rows) and (rows.min() < 0 or rows.max() >= len(d.inter)):
-    raise LeakageError(f"{dname}/{part}: target row out of range")
+  _in_range(rows, len(d.inter), f"{dname}/{part}: target row")
   bad = (d.inter.user[rows] != es.user) | (d.inter.item[rows] != es.target)
   if bad.any():
     j = int(np.nonzero(bad)[0][0])
@@ -100,8 +104,7 @@ def _check_row_traced(d, es, pos, dname: str, part: str) -> np.ndarray:
                        f"{len(es.hist_items)} history items")
   ex = np.repeat(np.arange(len(es)), np.diff(es.hist_offsets))
   if len(hrows):
-    if hrows.min() < 0 or hrows.max() >= len(d.inter):
-      raise LeakageError(f"{dname}/{part}: history row out of range")
+    _in_range(hrows, len(d.inter), f"{dname}/{part}: history row")
     wrong = ((d.inter.user[hrows] != es.user[ex]) | (d.inter.item[hrows] != es.hist_items)
              | (pos[hrows] >= pos[rows[ex]]))
     if wrong.any():
@@ -151,8 +154,7 @@ def training_rows(ds, split, dname: str, *, consumer: str) -> np.ndarray:
   later row."""
   rows = np.asarray(split.train_rows.get(dname, np.zeros(0, np.int64)), np.int64)
   d = ds.domains[dname]
-  if len(rows) and (rows.min() < 0 or rows.max() >= len(d.inter)):
-    raise LeakageError(f"{consumer}: training row out of range in {dname}")
+  _in_range(rows, len(d.inter), f"{consumer}: a training row of {dname}")
   if dname in _guarded_eval(split):
     bad = forbidden_rows(ds, split, dname)[rows]
     if bad.any():
@@ -176,8 +178,7 @@ def check_split(ds, split) -> None:
       raise LeakageError(f"{dname}: evaluated but not a target")
     d = ds.domains[dname]
     tr = np.asarray(split.train_rows.get(dname, np.zeros(0, np.int64)), np.int64)
-    if len(tr) and (tr.min() < 0 or tr.max() >= len(d.inter)):
-      raise LeakageError(f"{dname}: training row out of range")
+    _in_range(tr, len(d.inter), f"{dname}: training row")
     forbidden = forbidden_rows(ds, split, dname)   # traces every history on the way
     if forbidden[tr].any():
       train_mask = np.zeros(len(d.inter), bool)

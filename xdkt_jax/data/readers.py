@@ -657,6 +657,10 @@ def _json_object(path, ln: int, line: str, *, python_literals: bool) -> dict:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
       raise DataError(path, f"malformed line: neither JSON ({e.msg}, column {e.colno}) nor "
                       "a Python dict literal (old 2014 meta)", line=ln) from None
+  except RecursionError:
+    raise DataError(path, "the JSON is nested too deeply to read", line=ln) from None
+  except ValueError as e:   # e.g. an integer past Python's digit limit
+    raise DataError(path, f"unreadable JSON value: {str(e).splitlines()[0]}", line=ln) from None
   if not isinstance(obj, dict):
     raise DataError(path, f"expected a JSON object per line, got {type(obj).__name__}",
                     line=ln)
