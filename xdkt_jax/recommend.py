@@ -348,7 +348,6 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   rc = ctx.config.recommend
   check_config(ctx.config)
   conventions.check_rule_fits_split(ctx.rule, ctx.split, ctx.target)
-  ctx.log(ctx.rule.describe())
   arrays = ctx.eval_arrays(str(rc.eval_part))
   if len(arrays["target"]) == 0:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
@@ -374,6 +373,7 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   with _stop_on_sigterm(lambda: (f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} "
                                  "(method, seed) runs are finished and kept; rerun the same "
                                  "command to resume")):
+    ctx.log(ctx.rule.describe())
     summaries = _run_jobs(run, jobs, int(rc.get("workers", 1)))
   results: dict[str, list[dict]] = {}
   for job, summary in zip(jobs, summaries):

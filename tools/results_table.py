@@ -1,0 +1,69 @@
+"""Markdown tables for benchmarks/RESULTS.md, read straight from runs' results.json files, so
+every number there can be traced back to a file and regenerated.
+
+  python tools/results_table.py runs/sci                      # methods × R@10 / N@10
+  python tools/results_table.py runs/cold1 runs/cold3 --gain  # + the transfer gains
+  python tools/results_table.py runs/sci --metrics recall@10,ndcg@10,recall@50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cell(m: dict | None) -> str:
+  if not m:
+    return "—"
+  ci = m.get("ci95")
+  return f"{m['mean']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def methods_table(r: dict, metrics: list[str]) -> list[str]:
+  comp = next((v for k, v in r.items() if k.startswith("compared_to_")), {})
+  out = ["| method | " + " | ".join(metrics) + " | ndcg@10 vs xdkt: diff, p (Holm) |",
+         "|---" * (len(metrics) + 2) + "|"]
+  for name, ms in r["metrics"].items():
+    c = comp.get(name, {}).get("ndcg@10")
+    vs = "—" if c is None else f"{c['mean']:+.4f}, {c['p_holm']:.2g}"
+    out.append(f"| {name} | " + " | ".join(cell(ms.get(m)) for m in metrics) + f" | {vs} |")
+  return out
+
+
+def gain_rows(label: str, gains: dict, metrics: list[str]) -> list[str]:
+  out = []
+  for m in metrics:
+    g = gains.get(m)
+    if g:
+      out.append(f"| {label} | {m} | {g['mean']:+.4f} [{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}]"
+                 f" | {g['p_holm']:.2g} | {g['p_ttest']:.2g} | {g['p_wilcoxon']:.2g} | "
+                 f"{'yes' if g['significant'] else 'no'} |")
+  return out
+
+
+def main(argv=None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("workdirs", nargs="+")
+  ap.add_argument("--metrics", default="recall@10,ndcg@10")
+  ap.add_argument("--gain", action="store_true", help="also the transfer-gain rows")
+  a = ap.parse_args(argv)
+  metrics = a.metrics.split(",")
+  gains = []
+  for wd in a.workdirs:
+    r = json.loads((Path(wd) / "results.json").read_text())
+    rule = r.get("eval_rule") or {}
+    print(f"\n{wd}: {r.get('protocol')}, {r.get('n_test')} test examples, rule "
+          f"{rule.get('convention')}/{rule.get('exclude_history')}, seeds "
+          f"{max(len(v) for v in r['seeds'].values())}\n")
+    print("\n".join(methods_table(r, metrics)))
+    gains += gain_rows(f"{wd}", r.get("transfer_gain", {}), metrics)
+    gains += gain_rows(f"{wd} (no fusion)", r.get("transfer_gain_unfused", {}), metrics)
+  if a.gain and gains:
+    print("\n| run | metric | gain [95% CI] | p (t, Holm) | p (t) | p (Wilcoxon) | significant |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(gains))
+
+
+if __name__ == "__main__":
+  main()
