@@ -342,3 +342,18 @@ def test_deeply_nested_or_huge_json_is_one_line(tmp_path):
       '"overall": 5.0', '"overall": ' + "9" * 5000) + "\n")
   msg = _error("amazon", tmp_path)
   assert "Toys.json:2: unreadable JSON value" in msg
+
+
+def test_cr_only_line_breaks_and_a_dangling_link(tmp_path):
+  d = _recbole(tmp_path, inter=(INTER + "u1\ti1\t1\n").replace("\n", "\r"))
+  msg = _error("recbole", d)
+  assert "Art.inter:1: line breaks are carriage returns alone" in msg and "\r" not in msg
+  d = _recbole(tmp_path / "b", item=None)
+  (d / "Art.item").symlink_to(tmp_path / "gone.item")
+  assert "Art.item: a symbolic link to a missing file" in _error("recbole", d)
+
+
+def test_unisrec_files_that_disagree_on_users(tmp_path):
+  d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n")       # user 1 valid, but no test line
+  msg = _error("unisrec", d)
+  assert "Sci.valid.inter:3: field 'user_id': user 1 has no line in Sci.test.inter" in msg

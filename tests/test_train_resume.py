@@ -94,3 +94,25 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   saved = harness.load_params(workdir / f'params_{stopped}.npz')
   for path, leaf in jax.tree_util.tree_flatten_with_path(state.params)[0]:
     assert np.array_equal(np.asarray(leaf), saved[optim_lib.path_str(path)])
+
+
+def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path):
+  """A truncated Orbax file or an emptied _METADATA: the stage refuses with the checkpoint
+  folder named and what to delete — not a TensorStore traceback."""
+  import pytest  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / 'run'
+  p = _train(workdir)
+  out, _ = p.communicate(timeout=120)
+  assert p.returncode == 0, out
+  step_dir = workdir / 'ckpt' / '8'
+  meta = [f for f in step_dir.rglob('_METADATA')]
+  assert meta
+  meta[0].write_text('')
+  cfg = harness.toy_config(steps=8, every=4)
+  mesh = mesh_lib.make_mesh(cfg.mesh)
+  _, abstract, init_state, _ = harness.build(cfg, mesh)
+  mngr = ckpt_lib.make_manager(workdir / 'ckpt', cfg.ckpt)
+  with pytest.raises(ValueError, match=r'checkpoint .*ckpt/8 cannot be read .* delete that '
+                     r'folder'):
+    ckpt_lib.restore_or_init(mngr, abstract, init_state)
+  mngr.close()

@@ -41,6 +41,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import unicodedata
@@ -51,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xdkt_jax import losses
+from xdkt_jax import artifacts, losses
 from xdkt_jax.data import leakage
 from xdkt_jax.data.batching import Batcher, pad_sequences
 from xdkt_jax.data.schema import CrossDomainDataset, ItemTable
@@ -597,9 +598,12 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
 
   folder = Path(cache_dir).expanduser() / f"knowledge-{fp}" if cache_dir else None
   if folder is not None and (folder / "meta.json").exists():
-    meta = json.loads((folder / "meta.json").read_text())
-    vecs = {d: np.load(folder / f) for d, f in meta["files"].items()}
-    return ItemKnowledge(vecs, fp, True, folder)
+    read = lambda f: {d: np.load(f / name) for d, name in
+                      json.loads((f / "meta.json").read_text())["files"].items()}
+    vecs = artifacts.read_or_none(folder, read, what="item-knowledge cache",
+                                  log=logging.getLogger(__name__).warning)
+    if vecs is not None:
+      return ItemKnowledge(vecs, fp, True, folder)
 
   if entity_mode == "none":
     head_cfg = KnowledgeHeadConfig(num_labels=1)

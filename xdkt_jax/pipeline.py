@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xdkt_jax import artifacts
 from xdkt_jax.data import leakage
 from xdkt_jax.data import load as data_load
 from xdkt_jax.data import protocols
@@ -73,9 +74,11 @@ def _fingerprint(*parts) -> str:
   return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def _done(stage_dir: Path, fp: str) -> bool:
-  marker = stage_dir / "DONE"
-  return marker.exists() and marker.read_text().strip() == fp
+def _read_json(path: Path, how_to_fix: str):
+  got = artifacts.read_or_none(path, lambda p: json.loads(p.read_text()), log=lambda _: None)
+  if got is None:
+    raise artifacts.damaged(path, how_to_fix)
+  return got
 
 
 def _claim(stage_dir: Path, fp: str) -> None:
@@ -97,7 +100,7 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
   stage_dir = _stage_dir(workdir, name)
   fp = _fingerprint(name, upstream[2], tok.fingerprint, scfg.to_json(),
                     config.encoder.to_json(), config.seed, split.fingerprint())
-  if _done(stage_dir, fp):
+  if artifacts.is_done(stage_dir, fp, log, name):
     enc_cfg, params = lm.stage_encoder(workdir, name)
     log(f"{name}: reusing finished stage ({stage_dir})")
     return enc_cfg, params, fp
@@ -133,7 +136,7 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
     metrics["head_warmup"] = head
   metrics["encoder"] = enc_cfg.to_hf()
   lm.save_stage(stage_dir, enc_cfg, params, metrics)
-  (stage_dir / "DONE").write_text(fp)
+  artifacts.finish(stage_dir, fp)
   return enc_cfg, params, fp
 
 
@@ -283,7 +286,7 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   stage_dir = _stage_dir(wd, "extract")
   fp = _fingerprint("extract", upstream[2], wp[2], tok.fingerprint, kc.to_json(),
                     config.encoder.pooling, config.seed, split.fingerprint())
-  if _done(stage_dir, fp):
+  if artifacts.is_done(stage_dir, fp, log, "extract"):
     log(f"extract: reusing finished stage ({stage_dir})")
     return load_knowledge(wd)
   _claim(stage_dir, fp)
@@ -340,7 +343,7 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   log(f"extract: {metrics['entities']} entities ({metrics['shared_entities']} shared by "
       f"domains), knowledge dim {metrics['dim']} ({mode}), {int(has.sum())} users with "
       "source knowledge")
-  (stage_dir / "DONE").write_text(fp)
+  artifacts.finish(stage_dir, fp)
   return load_knowledge(wd)
 
 
@@ -358,7 +361,9 @@ def load_knowledge(wd: Path) -> dict:
   path = wd / "extract" / "knowledge.npz"
   if not (wd / "extract" / "DONE").exists() or not path.exists():
     raise ValueError(f"{wd}: no finished extract stage; add 'extract' to config.stages")
-  z = np.load(path)
+  z = artifacts.read_or_none(path, np.load, what="knowledge")
+  if z is None or artifacts.problem(wd / "extract"):
+    raise artifacts.damaged(path, "rerun with 'extract' in config.stages to recompute it")
   out = {"item": {}, "pretrained": {}, "fingerprint": (wd / "extract" / "DONE").read_text()}
   for k in z.files:
     if "/" in k:
@@ -392,7 +397,7 @@ def evaluate_stage(config, wd: Path, runs, log=print) -> dict:
     path = wd / "recommend" / "runs.json"
     if not path.exists():
       raise ValueError(f"{wd}: no finished recommend stage; add 'recommend' to config.stages")
-    runs = json.loads(path.read_text())
+    runs = _read_json(path, "rerun with 'recommend' in config.stages")
   names = recommend.parse_methods(config.recommend.methods)
   runs = {n: r for n, r in runs.items() if recommend.base_method(n) in names}
   ev = config.eval
@@ -432,8 +437,8 @@ def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *
     path = wd / "evaluate" / "stats.json"
     if not path.exists():
       raise ValueError(f"{wd}: no finished evaluate stage; add 'evaluate' to config.stages")
-    stats_ = json.loads(path.read_text())
-  runs = json.loads((wd / "recommend" / "runs.json").read_text())
+    stats_ = _read_json(path, "rerun with 'evaluate' in config.stages")
+  runs = _read_json(wd / "recommend" / "runs.json", "rerun with 'recommend' in config.stages")
   curves = _lm_curves(lm_dir or wd)
   for name in ("xdkt", "target_only", "sasrec", "unisrec_style"):
     if name in runs and runs[name][0].get("train_losses"):

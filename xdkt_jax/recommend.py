@@ -53,7 +53,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from xdkt_jax import conventions
+from xdkt_jax import artifacts, conventions
 from xdkt_jax import evaluate as evaluate_lib
 from xdkt_jax.data import inputs, leakage
 from xdkt_jax.models import baselines, sasrec
@@ -255,8 +255,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
             popularity: np.ndarray, groups: dict) -> dict:
   """Fit + evaluate one (method, seed); reuses a finished one with the same fingerprint."""
   out.mkdir(parents=True, exist_ok=True)
-  done = out / "DONE"
-  if done.exists() and done.read_text().strip() == fp:
+  if artifacts.is_done(out, fp, ctx.log, f"{name}[seed {seed}]"):
     return json.loads((out / "summary.json").read_text())
   rc = ctx.config.recommend
   t0 = time.time()
@@ -287,7 +286,7 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
   if name == "xdkt" and seed == 0 and ctx.split.sources:
     save_alignment_views(trained, ctx, out)
-  done.write_text(fp)
+  artifacts.finish(out, fp)
   ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
           f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
           f"(fit {fit_s:.1f} s, eval {eval_s:.1f} s)")

@@ -558,6 +558,14 @@ def _read_unisrec_domain(folder: Path, name: str, users: UserIndex, log: PrepLog
                       f"{first[u]}); the test split holds one line per user", line=t_lns[k],
                       field="user_id")
     first[u] = t_lns[k]
+  for p in ("valid", "train"):   # the files must describe the same users
+    u, _, _, _, p_lns = raw[p]
+    stray = np.nonzero(~np.isin(u, t_user))[0]
+    if len(stray):
+      k = int(stray[0])
+      raise DataError(f[f".{p}.inter"], f"user {int(u[k])} has no line in {name}.test.inter "
+                      f"({len(stray)} such lines); the UniSRec files disagree",
+                      line=p_lns[k], field="user_id")
   lengths = np.diff(t_off) + 1
   n = int(lengths.sum())
   seq_start = np.cumsum(lengths) - lengths

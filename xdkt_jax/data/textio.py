@@ -41,6 +41,15 @@ def require_dir(path) -> Path:
     raise DataError(p, "folder not found")
   if not p.is_dir():
     raise DataError(p, "expected a folder of data files, but this is a file")
+  try:
+    entries = list(p.iterdir())
+  except OSError as e:
+    raise DataError(p, f"cannot list the folder ({e.strerror or e}); check its permissions"
+                    ) from None
+  for q in entries:
+    if q.is_symlink() and not q.exists():
+      # Otherwise the file would silently count as absent (a dropped domain, no item text).
+      raise DataError(q, "a symbolic link to a missing file (or a link loop); fix or remove it")
   return p
 
 
@@ -88,6 +97,7 @@ def read_blocks(path) -> Iterator[tuple[int, list[str]]]:
   """
   p = require_file(path)
   ln, rest = 1, b""
+  first_block = [True]
 
   def lines_of(buf: bytes):
     nonlocal ln
@@ -106,6 +116,10 @@ def read_blocks(path) -> Iterator[tuple[int, list[str]]]:
       lines.pop()
     if "\r" in text:
       lines = [x[:-1] if x.endswith("\r") else x for x in lines]
+      if first_block[0] and lines and "\r" in lines[0]:
+        raise DataError(p, "line breaks are carriage returns alone ('\\r', old Mac style); "
+                        "convert the file to '\\n' line breaks", line=ln)
+    first_block[0] = False
     first, ln = ln, ln + len(lines)
     return first, lines
 

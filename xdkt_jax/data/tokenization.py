@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from xdkt_jax import artifacts
 from xdkt_jax.data.schema import CrossDomainDataset
+
+log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
                     "special_tokens_map.json", "merges.txt", "vocab.json")
@@ -95,6 +99,12 @@ def encode_texts(tokenizer, texts, max_len: int, batch: int = 4096):
   return ids, mask
 
 
+def _read_cache(path, texts):
+  with np.load(path) as z:
+    return ({n: z[f"ids/{n}"] for n in texts}, {n: z[f"mask/{n}"] for n in texts},
+            int(z["pad_id"]), int(z["vocab_size"]))
+
+
 def tokenize_items(ds: CrossDomainDataset, *, tokenizer: str, max_len: int,
                    fields=None, cache_dir: str | None = None) -> TokenizedItems:
   """Tokenises each domain's joined item text; reads/writes `<cache_dir>/tok-<fp>.npz`."""
@@ -102,10 +112,11 @@ def tokenize_items(ds: CrossDomainDataset, *, tokenizer: str, max_len: int,
   fp = texts_fingerprint(texts, tokenizer, max_len)
   path = Path(cache_dir).expanduser() / f"tok-{fp}.npz" if cache_dir else None
   if path is not None and path.exists():
-    with np.load(path) as z:
-      ids = {n: z[f"ids/{n}"] for n in texts}
-      mask = {n: z[f"mask/{n}"] for n in texts}
-      return TokenizedItems(ids, mask, int(z["pad_id"]), int(z["vocab_size"]), fp, True)
+    got = artifacts.read_or_none(path, lambda p: _read_cache(p, texts), what="tokenisation cache",
+                                 log=log.warning)
+    if got is not None:
+      ids, mask, pad_id, vocab = got
+      return TokenizedItems(ids, mask, pad_id, vocab, fp, True)
   tok = load_tokenizer(tokenizer)
   ids, mask = {}, {}
   for n, col in texts.items():

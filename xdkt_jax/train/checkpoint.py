@@ -95,7 +95,15 @@ def restore_or_init(
   """
   latest = mngr.latest_step()
   if latest is not None:
-    state, data = restore(mngr, latest, abstract_state)
+    try:
+      state, data = restore(mngr, latest, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except  (Orbax / TensorStore / JSON)
+      where = os.path.join(os.fspath(mngr.directory), str(latest))
+      first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+      raise ValueError(
+          f'checkpoint {where} cannot be read ({first}); delete that folder to resume from '
+          'the checkpoint before it, or the whole checkpoint folder to start the stage over'
+      ) from None
     logging.info('Resumed from workdir checkpoint at step %d.', latest)
     return Resumed(state, data, 'workdir')
   state = init_state()
