@@ -4,6 +4,7 @@ every number there can be traced back to a file and regenerated.
   python tools/results_table.py runs/sci                      # methods × R@10 / N@10
   python tools/results_table.py runs/cold1 runs/cold3 --gain  # + the transfer gains
   python tools/results_table.py runs/sci --metrics recall@10,ndcg@10,recall@50
+  python tools/results_table.py runs/sci --ties   # what ties cost: pessimistic vs optimistic
 """
 
 from __future__ import annotations
@@ -42,11 +43,34 @@ def gain_rows(label: str, gains: dict, metrics: list[str]) -> list[str]:
   return out
 
 
+def tie_rows(wd: Path, r: dict) -> list[str]:
+  """Per method, R@10 / N@10 with ties counted against the target (the reported numbers) and
+  in its favour (a bound on what another tie rule could give), from the per-user files."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rows = []
+  for name in r["metrics"]:
+    base, unfused = (name[:-len("-nofusion")], True) if name.endswith("-nofusion") else (name,
+                                                                                         False)
+    got = {"pess": [], "opt": []}
+    for seed in r["seeds"][name]:
+      z = np.load(wd / "recommend" / base / f"seed_{seed}" /
+                  ("per_user_unfused.npz" if unfused else "per_user.npz"))
+      for key, rank in (("pess", z["rank"]), ("opt", z["rank"] - z["ties"])):
+        got[key].append(((rank < 10).mean(), np.where(rank < 10, 1 / np.log2(rank + 2.0),
+                                                       0).mean()))
+    (rp, npess), (ro, nopt) = np.mean(got["pess"], 0), np.mean(got["opt"], 0)
+    rows.append(f"| {name} | {rp:.4f} / {npess:.4f} | {ro:.4f} / {nopt:.4f} | "
+                f"{r['ties'].get(name, 0)} |")
+  return ["| method | R@10 / N@10, ties against | ties in favour | test targets tied |",
+          "|---|---|---|---|"] + rows
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("workdirs", nargs="+")
   ap.add_argument("--metrics", default="recall@10,ndcg@10")
   ap.add_argument("--gain", action="store_true", help="also the transfer-gain rows")
+  ap.add_argument("--ties", action="store_true", help="also what the tie rule costs")
   a = ap.parse_args(argv)
   metrics = a.metrics.split(",")
   gains = []
@@ -57,6 +81,8 @@ def main(argv=None) -> None:
           f"{rule.get('convention')}/{rule.get('exclude_history')}, seeds "
           f"{max(len(v) for v in r['seeds'].values())}\n")
     print("\n".join(methods_table(r, metrics)))
+    if a.ties:
+      print("\n" + "\n".join(tie_rows(Path(wd), r)))
     gains += gain_rows(f"{wd}", r.get("transfer_gain", {}), metrics)
     gains += gain_rows(f"{wd} (no fusion)", r.get("transfer_gain_unfused", {}), metrics)
   if a.gain and gains:

@@ -39,8 +39,7 @@ from xdkt_jax.train.writers import MetricWriter
 log = logging.getLogger(__name__)
 
 
-class Preempted(Exception):
-  """A stage stopped on SIGTERM after saving its checkpoint; the CLI exits 0."""
+from xdkt_jax.stopping import Preempted  # noqa: E402,F401  (re-exported: lm.Preempted)
 
 
 # ---------------------------------------------------------------------------------------------

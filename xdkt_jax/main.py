@@ -111,10 +111,15 @@ def cli() -> None:
   """Console-script entry point."""
   from xdkt_jax.data.leakage import LeakageError  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data.schema import DataError  # pylint: disable=import-outside-toplevel
-  from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
+  from xdkt_jax import stopping  # pylint: disable=import-outside-toplevel
+  # Between the stages' own handlers (the training loops checkpoint first, the recommend stage
+  # names what it kept) a SIGTERM stops the run; every finished stage is sealed, so a rerun
+  # resumes.
   try:
-    code = main(sys.argv)
-  except Preempted as e:
+    with stopping.on_sigterm(lambda: "stopped on SIGTERM; finished stages are kept; rerun the "
+                             "same command to resume"):
+      code = main(sys.argv)
+  except stopping.Preempted as e:
     print(f"xdkt: {e}", file=sys.stderr)
     code = 0
   except LeakageError as e:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xdkt_jax import artifacts
+from xdkt_jax import artifacts, stopping
 from xdkt_jax.data import leakage
 from xdkt_jax.data import load as data_load
 from xdkt_jax.data import protocols
@@ -72,6 +72,12 @@ def data_stage(config, workdir: Path, log=print):
 
 def _fingerprint(*parts) -> str:
   return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _between(stage: str) -> None:
+  """A SIGTERM whose exception was swallowed inside a stage stops the run here."""
+  stopping.check(f"stopped on SIGTERM after the {stage} stage; rerun the same command to "
+                 "resume")
 
 
 def _read_json(path: Path, how_to_fix: str):
@@ -181,11 +187,13 @@ def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, l
     t = time.time()
     runs = recommend_stage(config, wd, ds, split, knowledge, log)
     timings["recommend"] = time.time() - t
+    _between("recommend")
   stats_ = None
   if "evaluate" in stages:
     t = time.time()
     stats_ = evaluate_stage(config, wd, runs, log)
     timings["evaluate"] = time.time() - t
+    _between("evaluate")
   _write_json(wd / "timings.json", {**prev, **timings})
   if "report" in stages:
     t = time.time()
@@ -241,6 +249,7 @@ def run(config, workdir: str, log=print) -> dict:
   t = time.time()
   ds, tok, split = data_stage(config, wd, log)
   timings["data"] = time.time() - t
+  _between("data")
   upstream = wp = None
   for name in ("pretrain", "adapt"):
     if name not in stages:
@@ -255,6 +264,7 @@ def run(config, workdir: str, log=print) -> dict:
     else:
       upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
       timings[name] = time.time() - t
+      _between(name)
     if name == "pretrain":
       wp = upstream
   knowledge = None
@@ -266,6 +276,7 @@ def run(config, workdir: str, log=print) -> dict:
     wp = pretrained_encoder(config, wd, wp)
     knowledge = extract_stage(config, wd, ds, tok, split, upstream, wp, log)
     timings["extract"] = time.time() - t
+    _between("extract")
   prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
   if len(split.targets) > 1 and any(x in stages for x in ("recommend", "evaluate", "report")):
     _multi_domain_stages(config, wd, ds, tok, split, knowledge, stages, timings, prev, log)

@@ -41,10 +41,8 @@ A fused run also evaluates its model without fusion (per_user_unfused.npz, the s
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
-import signal
 import threading
 import time
 from pathlib import Path
@@ -53,7 +51,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from xdkt_jax import artifacts, conventions
+from xdkt_jax import artifacts, conventions, stopping
 from xdkt_jax import evaluate as evaluate_lib
 from xdkt_jax.data import inputs, leakage
 from xdkt_jax.models import baselines, sasrec
@@ -321,27 +319,6 @@ def _run_jobs(run, jobs: list, workers: int) -> list[dict]:
   return [run(job) for job in jobs]
 
 
-@contextlib.contextmanager
-def _stop_on_sigterm(message):
-  """SIGTERM during the recommend stage stops it at once with `Preempted` (the CLI prints one
-  line and exits 0): each finished (method, seed) run is kept (its DONE marker is written
-  last), an unfinished one is redone on the rerun."""
-  if threading.current_thread() is not threading.main_thread():
-    yield
-    return
-  from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
-
-  def stop(signum, frame):
-    del signum, frame
-    raise Preempted(message())
-
-  old = signal.signal(signal.SIGTERM, stop)
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGTERM, old)
-
-
 def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   """Every configured method × seed; returns {method: [summary per seed]}."""
   rc = ctx.config.recommend
@@ -363,15 +340,19 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     jobs += [(name, s, f"{fp}|{rule}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
   done = []
 
+  stopped = lambda: (f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} (method, "
+                     "seed) runs are finished and kept; rerun the same command to resume")
+
   def run(job):
     summary = run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
                       fp=job[2], popularity=popularity, groups=groups)
     done.append(job)
+    stopping.check(stopped)   # a request whose exception was swallowed mid-run
     return summary
 
-  with _stop_on_sigterm(lambda: (f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} "
-                                 "(method, seed) runs are finished and kept; rerun the same "
-                                 "command to resume")):
+  # SIGTERM stops the stage at once: each finished (method, seed) run is kept (sealed last),
+  # an unfinished one is redone on the rerun; with worker threads, after the runs in flight.
+  with stopping.on_sigterm(stopped):
     ctx.log(ctx.rule.describe())
     summaries = _run_jobs(run, jobs, int(rc.get("workers", 1)))
   results: dict[str, list[dict]] = {}

@@ -234,4 +234,7 @@ def train_loop(
         ckpt_mngr.wait_until_finished()
       if writer is not None:
         writer.flush()
+    # A SIGTERM after the last step's check must not be swallowed: the final checkpoint is
+    # written, and the caller stops as it would have one step earlier.
+    preempted = preempted or preemption.flag
   return LoopResult(state=state, step=step, preempted=preempted, metrics=last)
