@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 from absl import flags
@@ -114,11 +115,21 @@ def cli() -> None:
   from xdkt_jax import stopping  # pylint: disable=import-outside-toplevel
   # Between the stages' own handlers (the training loops checkpoint first, the recommend stage
   # names what it kept) a SIGTERM stops the run; every finished stage is sealed, so a rerun
-  # resumes.
+  # resumes.  Once the run is over, a late SIGTERM just ends the process with its own code.
+  over = {}
+
+  def stop(signum, frame):
+    del signum, frame
+    stopping.REQUESTED.set()
+    if "code" in over:
+      os._exit(over["code"])  # pylint: disable=protected-access
+    raise stopping.Preempted("stopped on SIGTERM; finished stages are kept; rerun the same "
+                             "command to resume")
+
+  signal.signal(signal.SIGTERM, stop)
   try:
-    with stopping.on_sigterm(lambda: "stopped on SIGTERM; finished stages are kept; rerun the "
-                             "same command to resume"):
-      code = main(sys.argv)
+    code = main(sys.argv)
+    over["code"] = code
   except stopping.Preempted as e:
     print(f"xdkt: {e}", file=sys.stderr)
     code = 0
@@ -141,6 +152,7 @@ def cli() -> None:
     print(f"xdkt: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
           file=sys.stderr)
     code = 2
+  over["code"] = code
   sys.exit(code)
 
 
