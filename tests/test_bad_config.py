@@ -77,3 +77,20 @@ def test_a_cache_dir_that_is_a_file_and_embed_out_naming_a_folder(tmp_path):
   with pytest.raises(ValueError, match="is a folder; give a file name"):
     cli.main(["xdkt", "embed", "--config=configs/tiny.py", f"--texts={tmp_path / 't.txt'}",
               f"--out={tmp_path}", "--config.encoder.init_from=minilm"])
+
+
+def test_a_full_disk_is_one_line_naming_the_path(tmp_path):
+  """ENOSPC injected into the first artifact write (the data stage's stats.json)."""
+  code = ("import errno, pathlib, sys\n"
+          "def full(self, *a, **k):\n"
+          "  raise OSError(errno.ENOSPC, 'No space left on device', str(self))\n"
+          "pathlib.Path.write_text = full\n"
+          "from xdkt_jax.main import cli\n"
+          f"sys.argv = ['xdkt', 'run', '--config=configs/tiny.py', '--workdir={tmp_path / 'run'}',"
+          f" '--config.stages=data', '--config.data.cache_dir={tmp_path / 'c'}']\n"
+          "cli()\n")
+  r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                     timeout=120)
+  err = r.stderr.strip().splitlines()
+  assert r.returncode == 2 and len(err) == 1, r.stderr[-1500:]
+  assert "stats.json" in err[0] and "No space left on device; free some space" in err[0]

@@ -11,6 +11,7 @@ set XDKT_DEBUG=1 to see the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -108,6 +109,18 @@ def main(argv: list[str]) -> int:
   return 2
 
 
+_FS_ERRORS = {
+    errno.ENOSPC: "free some space or choose another --workdir / data.cache_dir; rerun to "
+                  "resume (finished stages are kept)",
+    errno.EDQUOT: "the disk quota is used up; free some space, then rerun to resume",
+    errno.EACCES: "check the permissions of that path",
+    errno.EPERM: "check the permissions of that path",
+    errno.EROFS: "the filesystem is read-only; choose another --workdir / data.cache_dir",
+    errno.ENOTDIR: "a file stands where a folder must be",
+    errno.EISDIR: "a folder stands where a file must be",
+}
+
+
 def cli() -> None:
   """Console-script entry point."""
   from xdkt_jax.data.leakage import LeakageError  # pylint: disable=import-outside-toplevel
@@ -150,6 +163,14 @@ def cli() -> None:
     if os.environ.get("XDKT_DEBUG"):
       raise
     print(f"xdkt: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+          file=sys.stderr)
+    code = 2
+  except OSError as e:
+    # The filesystem said no (disk full, permissions, read-only, a file where a folder must
+    # be): one line naming the path; any other OSError is a bug and keeps its traceback.
+    if os.environ.get("XDKT_DEBUG") or e.errno not in _FS_ERRORS:
+      raise
+    print(f"xdkt: error: {e.filename or ''}: {e.strerror}; {_FS_ERRORS[e.errno]}",
           file=sys.stderr)
     code = 2
   over["code"] = code
