@@ -357,3 +357,9 @@ def test_unisrec_files_that_disagree_on_users(tmp_path):
   d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n")       # user 1 valid, but no test line
   msg = _error("unisrec", d)
   assert "Sci.valid.inter:3: field 'user_id': user 1 has no line in Sci.test.inter" in msg
+
+
+def test_unisrec_index_past_64_bits_names_its_line(tmp_path):
+  d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n1\t1\t" + "9" * 30 + "\n")
+  assert "Sci.test.inter:3: field 'item_id': integer index 99999999999999999999… is past the " \
+         "64-bit range" in _error("unisrec", d)

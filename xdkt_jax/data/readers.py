@@ -128,11 +128,15 @@ def _ints(path, col: list[str], lns: list[int], field: str) -> np.ndarray:
     return np.array(col, dtype=np.int64)
   except (ValueError, OverflowError):
     pass
+  big = np.iinfo(np.int64).max
   for i, x in enumerate(col):
     try:
-      int(x)
+      v = int(x)
     except ValueError:
       raise DataError(path, f"not an integer index: {x!r}", line=lns[i], field=field) from None
+    if abs(v) > big:
+      raise DataError(path, f"integer index {x[:20]}{'…' if len(x) > 20 else ''} is past the "
+                      "64-bit range", line=lns[i], field=field)
   raise DataError(path, "integer index out of range", field=field)
 
 
