@@ -33,7 +33,8 @@ exclude_history` under `eval.convention`, conventions.py), the valid users of ea
 and fusion included; the rule is written in each summary.json and in results.json.
 
 Every (method, seed) leaves `<dir>/<method>/seed_<s>/` with per_user.npz (per-example
-metrics), summary.json and DONE (fingerprint of its inputs), so a rerun skips finished ones.
+metrics), summary.json, MANIFEST.json and DONE (fingerprint of its inputs; artifacts.py), so a
+rerun skips finished ones whose files still verify.
 A fused run also evaluates its model without fusion (per_user_unfused.npz, the summary's
 `unfused`): the same trained parameters, so the two rows isolate what fusion adds.
 """
