@@ -3,9 +3,11 @@ check that the resumed run's results.json equals an uninterrupted run's (timings
 
   .venv/bin/python benchmarks/kill_resume.py --root=/tmp/kill --points=10
 
-One uninterrupted run first (its timings.json gives each stage's span); then each point runs
-the same command into a fresh workdir, is signalled at a time drawn inside one stage's span
-(stages in turn, so every stage is hit), and is rerun until it finishes.  A SIGTERM must end
+Two uninterrupted runs first (the second, on warm caches, gives each stage's duration); then
+each point runs the same command into a fresh workdir, waits until the stage it aims at has
+begun (the stage before it has left its marker on disk), signals at a time drawn inside that
+stage's duration (stages in turn, so every stage is aimed at), and is rerun until it finishes.
+The table names the stage the run was really in, read from what it left on disk.  A SIGTERM must end
 with exit 0 and a one-line message; a SIGKILL is the hard case (no handler runs).  Prints a
 table (point, signal, seconds, stage running, exit code, resumes, identical) and exits 1 if
 any resumed run differs.
@@ -41,20 +43,17 @@ def comparable(workdir: Path) -> dict:
   return r
 
 
-def spans(workdir: Path, wall: float) -> dict[str, tuple[float, float]]:
-  """Each stage's [start, end) in seconds from the process start, from timings.json; what the
-  stages do not account for of the wall time is taken as start-up (imports) before them."""
+def durations(workdir: Path) -> dict[str, float]:
+  """Each stage's seconds in an uninterrupted run, from its timings.json."""
   t = json.loads((workdir / "timings.json").read_text())
-  out, at = {}, max(0.0, wall - sum(t.get(s, 0.0) for s in STAGES))
-  for s in STAGES:
-    if s in t:
-      out[s] = (at, at + t[s])
-      at += t[s]
-  return out
+  return {s: t[s] for s in STAGES if s in t}
 
 
 def stage_at_kill(wd: Path) -> str:
-  """The first stage a killed run had not finished, from what it left on disk."""
+  """The first stage a killed run had not finished, from what it left on disk ("start-up"
+  while it was still importing: the pipeline makes the workdir as the data stage begins)."""
+  if not wd.exists():
+    return "start-up"
   finished = {"data": (wd / "data" / "split.json").exists(),
               "adapt": (wd / "adapt" / "DONE").exists(),
               "extract": (wd / "extract" / "DONE").exists(),
@@ -64,16 +63,26 @@ def stage_at_kill(wd: Path) -> str:
   return next((s for s in STAGES if not finished[s]), "after report")
 
 
-def run_point(args, k: int, sig: int, at: float, ref: dict) -> dict:
+def begun(wd: Path, stage: str) -> bool:
+  """Whether `stage` has begun: the stage before it has finished (data: the workdir exists)."""
+  i = STAGES.index(stage)
+  return wd.exists() if i == 0 else stage_at_kill(wd) not in ("start-up", *STAGES[:i])
+
+
+def run_point(args, k: int, sig: int, stage: str, into: float, ref: dict) -> dict:
   wd = args.root / f"point_{k}"
   shutil.rmtree(wd, ignore_errors=True)
+  t0 = time.time()
   p = subprocess.Popen(command(args, wd), cwd=ROOT, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
-  time.sleep(at)
+  while p.poll() is None and not begun(wd, stage):
+    time.sleep(0.05)
+  time.sleep(into)
+  at = time.time() - t0
   if p.poll() is None:
     p.send_signal(sig)
   _, err = p.communicate()
-  stage = stage_at_kill(wd)
+  aimed, stage = stage, stage_at_kill(wd)
   first = {"code": p.returncode, "stderr": err.strip().splitlines()[-1:] if err else []}
   resumes = 0
   while not (wd / "results.json").exists() or resumes == 0:
@@ -81,10 +90,10 @@ def run_point(args, k: int, sig: int, at: float, ref: dict) -> dict:
     r = subprocess.run(command(args, wd), cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
       return {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-              "stage": stage, **first, "resumes": resumes, "identical": False,
+              "aimed_at": aimed, "stage": stage, **first, "resumes": resumes, "identical": False,
               "error": r.stderr.strip().splitlines()[-1:]}
-  return {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1), "stage": stage,
-          **first, "resumes": resumes, "identical": comparable(wd) == ref}
+  return {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
+          "aimed_at": aimed, "stage": stage, **first, "resumes": resumes, "identical": comparable(wd) == ref}
 
 
 def main(argv=None) -> int:
@@ -101,28 +110,27 @@ def main(argv=None) -> int:
   # stage spans under those warm caches (and must equal the first).
   for name in ("straight_cold", "straight"):
     shutil.rmtree(args.root / name, ignore_errors=True)
-    t1 = time.time()
     subprocess.run(command(args, args.root / name), cwd=ROOT, check=True, capture_output=True)
-    wall = time.time() - t1
   straight = args.root / "straight"
-  ref, span = comparable(straight), spans(straight, wall)
+  ref, dur = comparable(straight), durations(straight)
   if comparable(args.root / "straight_cold") != ref:
     print("the two uninterrupted runs differ: the run is not deterministic", flush=True)
     return 1
-  print(f"uninterrupted run: {time.time() - t0:.0f} s; stage spans (s): "
-        + ", ".join(f"{s} {a:.0f}-{b:.0f}" for s, (a, b) in span.items()), flush=True)
+  print(f"two uninterrupted runs: {time.time() - t0:.0f} s; stage durations (s): "
+        + ", ".join(f"{s} {d:.1f}" for s, d in dur.items()), flush=True)
   rng = random.Random(args.seed)
   rows = []
   for k in range(args.points):
-    lo, hi = span[list(span)[k % len(span)]]     # aim at each stage in turn
-    sig = (signal.SIGKILL, signal.SIGTERM)[k % 2]
-    rows.append(run_point(args, k, sig, rng.uniform(lo, hi), ref))
+    stage = list(dur)[k % len(dur)]                # aim at each stage in turn
+    sig = (signal.SIGKILL, signal.SIGTERM)[(k // len(dur)) % 2 ^ k % 2]
+    rows.append(run_point(args, k, sig, stage, rng.uniform(0, dur[stage]), ref))
     print(json.dumps(rows[-1]), flush=True)
-  print("\n| point | signal | at (s) | stage it stopped in | exit code | resumes | identical "
-        "results.json |")
-  print("|---|---|---|---|---|---|---|")
+  print("\n| point | signal | at (s) | aimed at | stage it stopped in | exit code | resumes | "
+        "identical results.json |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['point']} | {r['signal']} | {r['at_s']} | {r['stage']} | {r['code']} | "
+    print(f"| {r['point']} | {r['signal']} | {r['at_s']} | {r['aimed_at']} | {r['stage']} | "
+          f"{r['code']} | "
           f"{r['resumes']} | {'yes' if r['identical'] else 'NO'} |")
   ok = all(r["identical"] for r in rows)
   print(f"\n{sum(r['identical'] for r in rows)} of {len(rows)} resumed runs identical; "
