@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from xdkt_jax import report
+
 
 def cell(m: dict | None) -> str:
   if not m:
@@ -29,17 +31,6 @@ def methods_table(r: dict, metrics: list[str]) -> list[str]:
     c = comp.get(name, {}).get("ndcg@10")
     vs = "—" if c is None else f"{c['mean']:+.4f}, {c['p_holm']:.2g}"
     out.append(f"| {name} | " + " | ".join(cell(ms.get(m)) for m in metrics) + f" | {vs} |")
-  return out
-
-
-def gain_rows(label: str, gains: dict, metrics: list[str]) -> list[str]:
-  out = []
-  for m in metrics:
-    g = gains.get(m)
-    if g:
-      out.append(f"| {label} | {m} | {g['mean']:+.4f} [{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}]"
-                 f" | {g['p_holm']:.2g} | {g['p_ttest']:.2g} | {g['p_wilcoxon']:.2g} | "
-                 f"{'yes' if g['significant'] else 'no'} |")
   return out
 
 
@@ -83,11 +74,12 @@ def main(argv=None) -> None:
     print("\n".join(methods_table(r, metrics)))
     if a.ties:
       print("\n" + "\n".join(tie_rows(Path(wd), r)))
-    gains += gain_rows(f"{wd}", r.get("transfer_gain", {}), metrics)
-    gains += gain_rows(f"{wd} (no fusion)", r.get("transfer_gain_unfused", {}), metrics)
+    gains += report.gain_rows(r.get("transfer_gain", {}), metrics, first=f"{wd}")
+    gains += report.gain_rows(r.get("transfer_gain_unfused", {}), metrics,
+                              first=f"{wd} (no fusion)")
   if a.gain and gains:
-    print("\n| run | metric | gain [95% CI] | p (t, Holm) | p (t) | p (Wilcoxon) | significant |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| run " + report.GAIN_HEADER)
+    print("|---" * (report.GAIN_HEADER.count("|")) + "|")
     print("\n".join(gains))
 
 

@@ -158,16 +158,27 @@ def rule_line(rule: dict | None) -> str:
   return "Evaluation rule: " + conventions.EvalRule(**rule).describe() + "."
 
 
-def _gain_table(gains: dict, cols) -> list[str]:
-  out = ["| metric | gain | 95% CI | relative | p (t, Holm) | p (t) | p (Wilcoxon) | "
-         "significant |", "|---|---|---|---|---|---|---|---|"]
+GAIN_HEADER = ("| metric | gain | 95% CI | relative | p (t, Holm) | p (t) | p (Wilcoxon) | "
+               "significant |")
+
+
+def gain_rows(gains: dict, cols, first: str = "") -> list[str]:
+  """One markdown row per metric of a transfer-gain dict (GAIN_HEADER's columns, after an
+  optional leading cell `first`)."""
+  lead = f"| {first} " if first else ""
+  out = []
   for m in cols:
     g = gains.get(m)
     if g:
-      out.append(f"| {m} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}] | "
-                 f"{g['relative']:+.1%} | {g['p_holm']:.2g} | {g['p_ttest']:.2g} | "
-                 f"{g['p_wilcoxon']:.2g} | {'yes' if g['significant'] else 'no'} |")
+      out.append(f"{lead}| {m} | {_fmt(g['mean'])} | [{_fmt(g['ci95'][0])}, "
+                 f"{_fmt(g['ci95'][1])}] | {g['relative']:+.1%} | {g['p_holm']:.2g} | "
+                 f"{g['p_ttest']:.2g} | {g['p_wilcoxon']:.2g} | "
+                 f"{'yes' if g['significant'] else 'no'} |")
   return out
+
+
+def _gain_table(gains: dict, cols) -> list[str]:
+  return [GAIN_HEADER, "|---|---|---|---|---|---|---|---|", *gain_rows(gains, cols)]
 
 
 def _levels(stats: dict, n_test) -> str:
