@@ -64,9 +64,8 @@ def stage_at_kill(wd: Path) -> str:
 
 
 def begun(wd: Path, stage: str) -> bool:
-  """Whether `stage` has begun: the stage before it has finished (data: the workdir exists)."""
-  i = STAGES.index(stage)
-  return wd.exists() if i == 0 else stage_at_kill(wd) not in ("start-up", *STAGES[:i])
+  """Whether `stage` has begun: the run is past start-up and every stage before it is done."""
+  return stage_at_kill(wd) not in ("start-up", *STAGES[:STAGES.index(stage)])
 
 
 def run_point(args, k: int, sig: int, stage: str, into: float, ref: dict) -> dict:
@@ -84,16 +83,16 @@ def run_point(args, k: int, sig: int, stage: str, into: float, ref: dict) -> dic
   _, err = p.communicate()
   aimed, stage = stage, stage_at_kill(wd)
   first = {"code": p.returncode, "stderr": err.strip().splitlines()[-1:] if err else []}
+  row = {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
+         "aimed_at": aimed, "stage": stage, **first}
   resumes = 0
   while not (wd / "results.json").exists() or resumes == 0:
     resumes += 1
     r = subprocess.run(command(args, wd), cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
-      return {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-              "aimed_at": aimed, "stage": stage, **first, "resumes": resumes, "identical": False,
+      return {**row, "resumes": resumes, "identical": False,
               "error": r.stderr.strip().splitlines()[-1:]}
-  return {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-          "aimed_at": aimed, "stage": stage, **first, "resumes": resumes, "identical": comparable(wd) == ref}
+  return {**row, "resumes": resumes, "identical": comparable(wd) == ref}
 
 
 def main(argv=None) -> int:
@@ -130,8 +129,7 @@ def main(argv=None) -> int:
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['point']} | {r['signal']} | {r['at_s']} | {r['aimed_at']} | {r['stage']} | "
-          f"{r['code']} | "
-          f"{r['resumes']} | {'yes' if r['identical'] else 'NO'} |")
+          f"{r['code']} | {r['resumes']} | {'yes' if r['identical'] else 'NO'} |")
   ok = all(r["identical"] for r in rows)
   print(f"\n{sum(r['identical'] for r in rows)} of {len(rows)} resumed runs identical; "
         f"{time.time() - t0:.0f} s in all")

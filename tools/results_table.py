@@ -79,7 +79,7 @@ def main(argv=None) -> None:
                               first=f"{wd} (no fusion)")
   if a.gain and gains:
     print("\n| run " + report.GAIN_HEADER)
-    print("|---" * (report.GAIN_HEADER.count("|")) + "|")
+    print("|---" * report.GAIN_HEADER.count("|") + "|")     # one more column: run
     print("\n".join(gains))
 
 

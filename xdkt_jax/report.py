@@ -178,7 +178,7 @@ def gain_rows(gains: dict, cols, first: str = "") -> list[str]:
 
 
 def _gain_table(gains: dict, cols) -> list[str]:
-  return [GAIN_HEADER, "|---|---|---|---|---|---|---|---|", *gain_rows(gains, cols)]
+  return [GAIN_HEADER, "|---" * (GAIN_HEADER.count("|") - 1) + "|", *gain_rows(gains, cols)]
 
 
 def _levels(stats: dict, n_test) -> str:
