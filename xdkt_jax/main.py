@@ -133,11 +133,10 @@ def cli() -> None:
 
   def stop(signum, frame):
     del signum, frame
-    stopping.REQUESTED.set()
     if "code" in over:
       os._exit(over["code"])  # pylint: disable=protected-access
-    raise stopping.Preempted("stopped on SIGTERM; finished stages are kept; rerun the same "
-                             "command to resume")
+    stopping.request("stopped on SIGTERM; finished stages are kept; rerun the same command "
+                     "to resume")
 
   signal.signal(signal.SIGTERM, stop)
   try:

@@ -22,6 +22,12 @@ class Preempted(Exception):
   """A stage stopped on SIGTERM with what it finished kept; the CLI exits 0."""
 
 
+def request(message: str) -> None:
+  """Records a stop request and raises it: the body of every SIGTERM handler."""
+  REQUESTED.set()
+  raise Preempted(message)
+
+
 def check(message: Callable[[], str] | str = "stopped on SIGTERM") -> None:
   if REQUESTED.is_set():
     raise Preempted(message() if callable(message) else message)
@@ -37,8 +43,7 @@ def on_sigterm(message: Callable[[], str]):
 
   def stop(signum, frame):
     del signum, frame
-    REQUESTED.set()
-    raise Preempted(message())
+    request(message())
 
   old = signal.signal(signal.SIGTERM, stop)
   try:
