@@ -1,6 +1,6 @@
 """Shows that a change moved no result: runs configs at a reference commit and at the working
 tree, each from scratch in its own workdir and cache, and compares the two results.json files
-field by field, every digit, wall times (`timings_s`) aside.  Exit 0 when all are identical,
+field by field, every digit, wall times (`timings_s`) and the cache folder aside.  Exit 0 when all are identical,
 1 with the first differing fields otherwise.
 
   python tools/same_results.py --ref=9798c44                       # configs/tiny.py
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -29,11 +30,13 @@ def comparable(path: Path) -> dict:
   r = json.loads(Path(path).read_text())
   for k in VOLATILE:
     r.pop(k, None)
+  r.get("config", {}).get("data", {}).pop("cache_dir", None)   # each side has its own cache
   return r
 
 
 def differences(a, b, at: str = "") -> list[str]:
-  """Paths where two JSON values differ (floats compared exactly, as json wrote them)."""
+  """Paths where two JSON values differ (floats compared exactly, as json wrote them; NaN
+  equals NaN)."""
   if isinstance(a, dict) and isinstance(b, dict):
     out = [f"{at}/{k}: only in {'A' if k in a else 'B'}" for k in sorted(set(a) ^ set(b))]
     for k in a:
@@ -44,7 +47,9 @@ def differences(a, b, at: str = "") -> list[str]:
     if len(a) != len(b):
       return [f"{at}: {len(a)} entries vs {len(b)}"]
     return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{at}[{i}]")]
-  return [] if a == b and type(a) is type(b) else [f"{at}: {a!r} vs {b!r}"]
+  same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a)
+                   and math.isnan(b))   # an undefined metric (no user in a group) on both
+  return [] if same and type(a) is type(b) else [f"{at}: {a!r} vs {b!r}"]
 
 
 def run(code_root: Path, config: str, workdir: Path, cache: Path, overrides: list[str]) -> Path:
