@@ -18,11 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_INIT = nn.initializers.normal(stddev=0.02)
-
-
-def _part(init, axes):
-  return nn.with_logical_partitioning(init, axes)
+from xdkt_jax.models.partitioning import NORMAL_002, logical
 
 
 class Dropout(nn.Module):
@@ -59,8 +55,8 @@ class Whitening(nn.Module):
   @nn.compact
   def __call__(self, x_NxT, *, deterministic: bool = True):
     t = x_NxT.shape[-1]
-    b = self.param("bias", _part(nn.initializers.zeros, (None,)), (t,))
-    w = self.param("kernel", _part(nn.initializers.lecun_normal(), (None, "embed")),
+    b = self.param("bias", logical(nn.initializers.zeros, (None,)), (t,))
+    w = self.param("kernel", logical(nn.initializers.lecun_normal(), (None, "embed")),
                    (t, self.features))
     x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     return (x - b) @ w
@@ -82,10 +78,10 @@ class MoEAdaptor(nn.Module):
   @nn.compact
   def __call__(self, x_NxT, *, deterministic: bool = True):
     t, e = x_NxT.shape[-1], self.n_experts
-    b = self.param("bias", _part(nn.initializers.zeros, (None, None)), (e, t))
-    w = self.param("kernel", _part(nn.initializers.lecun_normal(batch_axis=(0,)),
+    b = self.param("bias", logical(nn.initializers.zeros, (None, None)), (e, t))
+    w = self.param("kernel", logical(nn.initializers.lecun_normal(batch_axis=(0,)),
                                    (None, None, "embed")), (e, t, self.features))
-    gate_w = self.param("gate", _part(nn.initializers.zeros, (None, None)), (t, e))
+    gate_w = self.param("gate", logical(nn.initializers.zeros, (None, None)), (t, e))
     x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     d = self.features
     w_TxED = jnp.transpose(w, (1, 0, 2)).reshape(t, e * d)
@@ -101,9 +97,9 @@ class LinearMapping(nn.Module):
 
   @nn.compact
   def __call__(self, x_NxT):
-    return nn.Dense(self.features, kernel_init=_part(nn.initializers.lecun_normal(),
+    return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
                                                      (None, "embed")),
-                    bias_init=_part(nn.initializers.zeros, ("embed",)), name="dense")(x_NxT)
+                    bias_init=logical(nn.initializers.zeros, ("embed",)), name="dense")(x_NxT)
 
 
 class MLPMapping(nn.Module):
@@ -120,13 +116,13 @@ class MLPMapping(nn.Module):
   def __call__(self, x_NxT):
     h = x_NxT
     for i in range(self.layers):
-      h = nn.tanh(nn.Dense(self.hidden, kernel_init=_part(nn.initializers.lecun_normal(),
+      h = nn.tanh(nn.Dense(self.hidden, kernel_init=logical(nn.initializers.lecun_normal(),
                                                           (None, "mlp")),
-                           bias_init=_part(nn.initializers.zeros, ("mlp",)),
+                           bias_init=logical(nn.initializers.zeros, ("mlp",)),
                            name=f"hidden_{i}")(h))
-    return nn.Dense(self.features, kernel_init=_part(nn.initializers.lecun_normal(),
+    return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
                                                      ("mlp", "embed")),
-                    bias_init=_part(nn.initializers.zeros, ("embed",)), name="out")(h)
+                    bias_init=logical(nn.initializers.zeros, ("embed",)), name="out")(h)
 
 
 class GatedFusion(nn.Module):
@@ -141,7 +137,7 @@ class GatedFusion(nn.Module):
   def __call__(self, a_NxD, b_NxD):
     d = a_NxD.shape[-1]
     z = jnp.concatenate([a_NxD, b_NxD], axis=-1)
-    g = jax.nn.sigmoid(nn.Dense(d, kernel_init=_part(_INIT, (None, "embed")),
-                                bias_init=_part(nn.initializers.zeros, ("embed",)),
+    g = jax.nn.sigmoid(nn.Dense(d, kernel_init=logical(NORMAL_002, (None, "embed")),
+                                bias_init=logical(nn.initializers.zeros, ("embed",)),
                                 name="gate")(z))
     return g * a_NxD + (1.0 - g) * b_NxD

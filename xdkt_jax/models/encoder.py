@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from xdkt_jax.models.partitioning import NORMAL_002, logical
+
 FAMILIES = ("bert", "gpt2")
 POOL_MODES = ("mean", "cls", "last")
 
@@ -178,17 +180,11 @@ class EncoderConfig:
 
 # ---- building blocks ---------------------------------------------------------------------
 
-_INIT = nn.initializers.normal(stddev=0.02)   # BERT/GPT-2 initializer_range
-
-
-def _part(init, axes):
-  return nn.with_logical_partitioning(init, axes)
-
 
 def _layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
   return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                      scale_init=_part(nn.initializers.ones, ("embed",)),
-                      bias_init=_part(nn.initializers.zeros, ("embed",)), name=name)
+                      scale_init=logical(nn.initializers.ones, ("embed",)),
+                      bias_init=logical(nn.initializers.zeros, ("embed",)), name=name)
 
 
 def _constrain(x):
@@ -224,8 +220,8 @@ class HeadDense(nn.Module):
     else:
       spec, shape, axes, out_shape, out_axes = (
           "...hk,hkd->...d", (h, k, d), ("heads", "kv", "embed"), (d,), ("embed",))
-    kernel = self.param("kernel", _part(_INIT, axes), shape, jnp.dtype(cfg.param_dtype))
-    bias = self.param("bias", _part(nn.initializers.zeros, out_axes), out_shape,
+    kernel = self.param("kernel", logical(NORMAL_002, axes), shape, jnp.dtype(cfg.param_dtype))
+    bias = self.param("bias", logical(nn.initializers.zeros, out_axes), out_shape,
                       jnp.dtype(cfg.param_dtype))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=jnp.dtype(cfg.dtype))
     return jnp.einsum(spec, x, kernel) + bias
@@ -264,12 +260,12 @@ class Block(nn.Module):
 
     def mlp(h):
       h = nn.Dense(cfg.mlp_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                   kernel_init=_part(_INIT, ("embed", "mlp")),
-                   bias_init=_part(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
+                   kernel_init=logical(NORMAL_002, ("embed", "mlp")),
+                   bias_init=logical(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
       h = _ACTIVATIONS[cfg.activation](h)
       return nn.Dense(cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                      kernel_init=_part(_INIT, ("mlp", "embed")),
-                      bias_init=_part(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
+                      kernel_init=logical(NORMAL_002, ("mlp", "embed")),
+                      bias_init=logical(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
 
     if cfg.family == "bert":
       h = attn(x_BxLxD, mask_Bx1xLxL, deterministic=deterministic)
@@ -294,7 +290,7 @@ class Encoder(nn.Module):
     cfg = self.cfg
     embed = lambda n, axes: nn.Embed(n, cfg.hidden_size, dtype=cfg.dtype,
                                      param_dtype=cfg.param_dtype,
-                                     embedding_init=_part(_INIT, axes))
+                                     embedding_init=logical(NORMAL_002, axes))
     self.token_embed = embed(cfg.vocab_size, ("vocab", "embed"))
     self.pos_embed = embed(cfg.max_len, ("pos", "embed"))
     if cfg.family == "bert":
@@ -348,11 +344,11 @@ class LMHead(nn.Module):
     # 'mlp' on the output axis: flax forbids a logical name twice in one array, and this
     # D -> D dense is sharded like an MLP input projection.
     h = nn.Dense(cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 kernel_init=_part(_INIT, ("embed", "mlp")),
-                 bias_init=_part(nn.initializers.zeros, ("mlp",)), name="transform")(
+                 kernel_init=logical(NORMAL_002, ("embed", "mlp")),
+                 bias_init=logical(nn.initializers.zeros, ("mlp",)), name="transform")(
                      hidden_BxLxD)
     h = _layer_norm(cfg, "transform_ln")(_ACTIVATIONS[cfg.activation](h))
-    bias = self.param("bias", _part(nn.initializers.zeros, ("vocab",)), (cfg.vocab_size,),
+    bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (cfg.vocab_size,),
                       jnp.dtype(cfg.param_dtype))
     return attend(h) + bias.astype(cfg.dtype)
 

@@ -21,11 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from xdkt_jax.models.partitioning import NORMAL_002
 from xdkt_jax.models.encoder import Encoder, EncoderConfig, pool
 
 ENTITY_MODES = ("none", "predicted", "actual")
-
-_INIT = nn.initializers.normal(stddev=0.02)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +45,14 @@ class KnowledgeHead(nn.Module):
     c = self.cfg
     part = nn.with_logical_partitioning
     self.proj = nn.Dense(c.entity_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                         kernel_init=part(_INIT, ("embed", "mlp")),
+                         kernel_init=part(NORMAL_002, ("embed", "mlp")),
                          bias_init=part(nn.initializers.zeros, ("mlp",)))
     self.ln = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype,
                            scale_init=part(nn.initializers.ones, ("mlp",)),
                            bias_init=part(nn.initializers.zeros, ("mlp",)))
     # Entities are few (hundreds to thousands): "vocab" shards them like the word table when
     # the mesh divides K and replicates them otherwise (mesh.fit_spec_to_shape).
-    self.entity_embed = self.param("entity_embed", part(_INIT, ("vocab", None)),
+    self.entity_embed = self.param("entity_embed", part(NORMAL_002, ("vocab", None)),
                                    (c.num_labels, c.entity_dim), jnp.dtype(self.param_dtype))
     self.bias = self.param("bias", part(nn.initializers.zeros, ("vocab",)), (c.num_labels,),
                            jnp.dtype(self.param_dtype))
@@ -149,7 +148,7 @@ class HistoryAttention(nn.Module):
 
   @nn.compact
   def __call__(self, hist_BxHxD, mask_BxH, age_BxH):
-    keys = nn.Dense(self.attn_dim, use_bias=False, kernel_init=_INIT, name="key")(hist_BxHxD)
+    keys = nn.Dense(self.attn_dim, use_bias=False, kernel_init=NORMAL_002, name="key")(hist_BxHxD)
     q = self.param("query", nn.initializers.zeros, (self.attn_dim,))
     age_bias = self.param("age_bias", nn.initializers.zeros, (self.n_age_buckets,))
     age = jnp.clip(age_BxH, 0, self.n_age_buckets - 1)
