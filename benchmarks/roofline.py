@@ -2,7 +2,7 @@
 
 Rows
   sasrec   the recommender's real train step, built as ``train_sasrec`` builds it
-           (``SASRec`` in id mode, dropout on, ``make_loss_fn`` with the full-softmax L_f,
+           (``SASRec`` in id mode, dropout on, ``objectives.next_item_objective`` with the full-softmax L_f,
            ``make_optimizer`` AdamW + clipping, ``create_train_state`` under DEFAULT_RULES,
            ``make_train_step`` with its shardings and donation), fed synthetic PACKED rows
            [B, L]: every slot real, ``--segments`` windows per row with their own BOS,
@@ -56,14 +56,16 @@ import jax.numpy as jnp  # noqa: E402
 
 import encoder as encoder_bench  # noqa: E402
 import peak_flops  # noqa: E402
+from xdkt_jax import objectives  # noqa: E402
 from xdkt_jax.models import sasrec  # noqa: E402
+from xdkt_jax.recommenders.sequential import DEFAULTS  # noqa: E402
 from xdkt_jax.train import mesh as mesh_lib  # noqa: E402
 from xdkt_jax.train import optim as optim_lib  # noqa: E402
 from xdkt_jax.train import state as state_lib  # noqa: E402
 from xdkt_jax.train import steps as steps_lib  # noqa: E402
 
 # Size lists: entry i of every list is row i (a one-entry list applies to all rows).
-# Row 0: the synthetic world's SASRec (sasrec.DEFAULTS, 1,000 Movies items).  Row 1:
+# Row 0: the synthetic world's SASRec (DEFAULTS, 1,000 Movies items).  Row 1:
 # "scientific-sized": Amazon Scientific's catalogue (4,385 items) at UniSRec-like D=300, F=256.
 SASREC_DEFAULTS = dict(batch="64,48", seq="50", hidden="64,300", layers="2", mlp="128,256",
                        n_items="1000,4385", heads="2")
@@ -110,8 +112,8 @@ def packed_rows(seed: int, *, batch: int, seq: int, n_items: int, segments: int)
 
 def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0, dtype: str = "float32"):
   """(step, state, batch_sharding): the jitted step exactly as train_sasrec makes it (id
-  mode, no transfer), from sasrec.DEFAULTS overridden by `size`."""
-  o = dict(sasrec.DEFAULTS, **{k: v for k, v in size.items() if k in sasrec.DEFAULTS},
+  mode, no transfer), from DEFAULTS overridden by `size`."""
+  o = dict(DEFAULTS, **{k: v for k, v in size.items() if k in DEFAULTS},
            dropout=dropout)
   module = sasrec.SASRec(n_items=size["n_items"], hidden=o["hidden"], layers=o["layers"],
                          heads=o["heads"], mlp=o["mlp"], max_len=size["seq"],
@@ -126,9 +128,9 @@ def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0, dtype: str =
   mesh = mesh_lib.make_mesh()
   rules = mesh_lib.DEFAULT_RULES
   state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
-  loss_fn = sasrec.make_loss_fn(module, kind=str(o["loss"]),
-                                num_negatives=int(o["num_negatives"]),
-                                has_extra=state.extra is not None)
+  loss_fn = objectives.next_item_objective(module, kind=str(o["loss"]),
+                                           num_negatives=int(o["num_negatives"]),
+                                           has_extra=state.extra is not None)
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=batch_sharding, rules=rules)
@@ -277,7 +279,7 @@ def main(argv=None):
   g.add_argument("--n-items", dest="n_items", default=SASREC_DEFAULTS["n_items"], help="N")
   g.add_argument("--heads", default=SASREC_DEFAULTS["heads"])
   g.add_argument("--segments", type=int, default=2, help="windows packed per row")
-  g.add_argument("--dropout", type=float, default=float(sasrec.DEFAULTS["dropout"]))
+  g.add_argument("--dropout", type=float, default=float(DEFAULTS["dropout"]))
   g.add_argument("--no-sasrec", action="store_true", help="skip the SASRec rows")
   g.add_argument("--sasrec-dtype", default="float32", choices=["float32", "bfloat16"],
                  help="the blocks' compute dtype (SASRec dtype; L_f stays float32)")

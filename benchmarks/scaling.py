@@ -1,7 +1,7 @@
 """Scaling curves: SASRec training time per epoch vs data size, full-ranking eval time vs
 catalogue size, each with its log-log slope (1.0 = linear).
 
-(a) train  ``train_sasrec`` (xdkt_jax/models/sasrec.py, id mode, the project's sequential
+(a) train  ``train_sasrec`` (xdkt_jax/recommenders/sequential.py, id mode, the project's sequential
     config ``configs/default.py`` -> ``recommend.sequential``) on the synthetic world loaded by
     ``data.load.load(cfg.data, tokenize=False)`` and split by ``protocols.make_split``
     (``--protocol`` warm | in_domain; target Movies).  Per point, ``synthetic.interactions`` is
@@ -73,7 +73,7 @@ from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax import pipeline  # noqa: E402
 from xdkt_jax.data import load as load_lib  # noqa: E402
 from xdkt_jax.data import protocols  # noqa: E402
-from xdkt_jax.models import sasrec  # noqa: E402
+from xdkt_jax.recommenders import sequential  # noqa: E402
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -108,7 +108,7 @@ def timed_train(ds, split, target: str, seq_cfg: dict):
   """(model, wall seconds of the whole train_sasrec call, CpuShare of it)."""
   with peak_flops.CpuShare() as share:
     t = time.perf_counter()
-    model = sasrec.train_sasrec(ds, split, target=target, cfg=seq_cfg, log_fn=lambda _: None)
+    model = sequential.train_sasrec(ds, split, target=target, cfg=seq_cfg, log_fn=lambda _: None)
     wall = time.perf_counter() - t
   return model, wall, share
 

@@ -43,7 +43,7 @@ from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax import main as cli  # noqa: E402
 from xdkt_jax import significance  # noqa: E402
 from xdkt_jax.data import inputs, load, protocols  # noqa: E402
-from xdkt_jax.models.baselines import common as baseline_common  # noqa: E402
+from xdkt_jax.recommenders.baselines import common as baseline_common  # noqa: E402
 
 
 def load_config(path: str, protocol: str, k: int, sets: list[str]):
@@ -130,7 +130,7 @@ def blend_check(ds, split, target: str, S, C, part: str, log=print, *,
   user's target history (the `itemknn` baseline, the best non-sequential model on Art →
   Office warm) blended with the `raw` source co-consumption, each scaled per user to max 1:
   score = knn + λ·raw.  λ is picked on the VALID users, then the test users are scored."""
-  from xdkt_jax.models import baselines  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.recommenders import baselines  # pylint: disable=import-outside-toplevel
   knn = baselines.fit("itemknn", ds, split, target=target)
   n_t = ds.domains[target].n_items
   lams = (0.0, 0.03, 0.1, 0.3, 1.0)

@@ -88,7 +88,7 @@ def knowledge_config() -> mlc.ConfigDict:
 
 def sequential_config() -> mlc.ConfigDict:
   """The SASRec-style recommender shared by xdkt, target_only, sasrec and unisrec_style (one
-  setting, so the comparison isolates what each adds).  Keys: models/sasrec.py DEFAULTS.
+  setting, so the comparison isolates what each adds).  Keys: recommenders/sequential.py DEFAULTS.
 
   adaptor 'whitening' by default: inside the CPU train step the MoE adaptor measured ~150 ms
   per step against ~20 ms (benchmarks/RESULTS.md); unisrec_style always uses 'moe'."""
@@ -97,7 +97,7 @@ def sequential_config() -> mlc.ConfigDict:
                              lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
                              num_negatives=100, adaptor="whitening", n_experts=8,
                              fusion="gate",
-                             pack=True,   # several users' windows per row (models/sasrec.py)
+                             pack=True,   # several users' windows per row (data/windows.py)
                              # early stopping on the VALID split, epochs = the ceiling
                              select_epoch=False, patience=3, select_metric="ndcg@10",
                              schedule="constant", warmup_steps=0,   # | cosine | linear decay

@@ -12,8 +12,8 @@ import pytest
 from conftest import small_world_config
 from xdkt_jax.data import inputs, load, protocols
 from xdkt_jax.data.schema import Interactions
-from xdkt_jax.models import baselines
-from xdkt_jax.models.baselines import common, emcdr, mf
+from xdkt_jax.recommenders import baselines
+from xdkt_jax.recommenders.baselines import common, emcdr, mf
 
 TARGET = "Movies"
 NAMES = sorted(baselines.BASELINES)

@@ -12,7 +12,7 @@ from xdkt_jax import lm, recommend
 from xdkt_jax.data import inputs, leakage
 from xdkt_jax.data import protocols as P
 from xdkt_jax.data.tokenization import TokenizedItems
-from xdkt_jax.models import baselines, sasrec
+from xdkt_jax.recommenders import baselines, sequential
 
 
 def _with_rows(split, domain, extra):
@@ -111,7 +111,7 @@ TARGET_CONSUMERS = {
     "emcdr": lambda ds, sp: baselines.fit("emcdr", ds, sp, target="T"),
     "text_knn": lambda ds, sp: baselines.fit("text_knn", ds, sp, target="T"),
     "popularity counts": lambda ds, sp: recommend.item_popularity(ds, sp, "T"),
-    "sequential recommender batches": lambda ds, sp: sasrec.train_sasrec(
+    "sequential recommender batches": lambda ds, sp: sequential.train_sasrec(
         ds, sp, target="T", cfg={"mode": "id", "steps": 1, "batch": 4}),
     "evaluation mask": lambda ds, sp: inputs.eval_arrays(ds, sp, "T", "test",
                                                          exclude_history="train"),

@@ -11,7 +11,7 @@ import pytest
 from conftest import small_world_config
 from xdkt_jax import recommend
 from xdkt_jax.data import inputs, load, protocols
-from xdkt_jax.models import baselines, sasrec
+from xdkt_jax.recommenders import baselines, sequential
 
 TINY = dict(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20, mode="id")
 
@@ -28,7 +28,7 @@ def warm():
   ctx = recommend.Context(ds=ds, split=split, target=target, config=c, item_knowledge={},
                           user_has=np.zeros(ds.n_users, bool), pretrained={},
                           log=logs.append)
-  model = sasrec.train_sasrec(ds, split, target=target, cfg=TINY, seed=0)
+  model = sequential.train_sasrec(ds, split, target=target, cfg=TINY, seed=0)
   return ds, split, target, ctx, model, logs
 
 

@@ -1,5 +1,5 @@
 """The full method's recommender (xdkt: SASRec + source fusion, models/xdkt.py) trained by
-`sasrec.train_sasrec` on 4 fake CPU devices (data-parallel mesh) equals the same run on 1
+`sequential.train_sasrec` on 4 fake CPU devices (data-parallel mesh) equals the same run on 1
 device — including early stopping on the valid split, which scores the sharded parameters
 between epochs (subprocesses: the device count is fixed at jax import)."""
 
@@ -19,13 +19,13 @@ WORKER = textwrap.dedent("""
   import jax, numpy as np
   from conftest import small_world_config
   from xdkt_jax.data import load, protocols
-  from xdkt_jax.models import sasrec
+  from xdkt_jax.recommenders import sequential
   cfg = small_world_config()
   ds, _ = load.load(cfg.data, tokenize=False)
   split = protocols.make_split(ds, cfg)                       # cold_start, k = 1
   r = np.random.default_rng(0)
   vecs = {d: r.normal(size=(ds.domains[d].n_items, 8)).astype(np.float32) for d in ds.domains}
-  m = sasrec.train_sasrec(
+  m = sequential.train_sasrec(
       ds, split, target="Movies", item_vectors=vecs, source_vectors=vecs, transfer=True, seed=0,
       cfg=dict(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=16, epochs=3,
                mode="fused", align="infonce", lr=1e-3, select_epoch=True, patience=1))

@@ -9,9 +9,11 @@ import pytest
 
 from conftest import small_world_config
 from xdkt_jax import evaluate as E
-from xdkt_jax.data import inputs, load, protocols
+from xdkt_jax import objectives
+from xdkt_jax.data import inputs, load, protocols, windows
 from xdkt_jax.data.batching import Batcher
-from xdkt_jax.models import align, baselines, sasrec
+from xdkt_jax.models import align, sasrec
+from xdkt_jax.recommenders import baselines, scoring, selection, sequential
 from xdkt_jax.train import mesh as mesh_lib
 from xdkt_jax.train import optim as optim_lib
 from xdkt_jax.train import state as state_lib
@@ -129,12 +131,12 @@ def test_padding_and_packing_invariance():
 def test_training_windows_and_packing_cover_every_transition_once():
   offsets = np.array([0, 3, 3, 10], np.int64)
   items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 0], np.int32)
-  w = sasrec.training_windows(offsets, items, n_items=N_ITEMS, max_len=4)
+  w = windows.training_windows(offsets, items, n_items=N_ITEMS, max_len=4)
   m = w["mask"].astype(bool)
   assert m.sum() == 10                                  # one target per training row
   assert sorted(w["targets"][m].tolist()) == sorted(items.tolist())
   assert (w["inputs"][:, 0] == N_ITEMS).sum() == 2      # BOS only at true sequence starts
-  p = sasrec.pack_windows(w, max_len=4)
+  p = windows.pack_windows(w, max_len=4)
   assert p["mask"].sum() == 10 and len(p["inputs"]) <= len(w["inputs"])
   pm = p["mask"].astype(bool)
   assert sorted(p["targets"][pm].tolist()) == sorted(items.tolist())
@@ -143,7 +145,7 @@ def test_training_windows_and_packing_cover_every_transition_once():
 def test_score_inputs_bos_rule():
   hist = np.array([[4, 5, 0], [1, 2, 3], [0, 0, 0]], np.int32)
   mask = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], np.int8)
-  tok, m = sasrec.score_inputs(hist, mask, n_items=N_ITEMS, max_len=4)
+  tok, m = windows.score_inputs(hist, mask, n_items=N_ITEMS, max_len=4)
   np.testing.assert_array_equal(tok[0, :3], [N_ITEMS, 4, 5])   # complete history: BOS first
   np.testing.assert_array_equal(tok[1, :3], [1, 2, 3])         # full width: maybe truncated
   np.testing.assert_array_equal(tok[2, :1], [N_ITEMS])         # empty: the BOS state
@@ -167,7 +169,7 @@ def test_bfloat16_compute_matches_float32():
 
 def test_bfloat16_trains(world):
   ds, splits = world
-  m = sasrec.train_sasrec(ds, splits["warm"], target="Movies", cfg=dict(TINY, dtype="bfloat16"))
+  m = sequential.train_sasrec(ds, splits["warm"], target="Movies", cfg=dict(TINY, dtype="bfloat16"))
   assert np.isfinite(m.losses).all() and m.info["final_loss"] > 0
 
 
@@ -181,9 +183,9 @@ def test_first_item_loss_off_drops_exactly_the_bos_positions():
   inputs[1, 6] = N_ITEMS                       # a second window packed into row 1
   batch = {"inputs": inputs, "targets": rng.integers(0, N_ITEMS, (3, 10)).astype(np.int32),
            "mask": np.ones((3, 10), np.int8), "example_mask": np.ones(3, bool)}
-  off = sasrec.make_loss_fn(m, kind="full_softmax", num_negatives=0, has_extra=False,
+  off = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0, has_extra=False,
                             first_item_loss=False)
-  on = sasrec.make_loss_fn(m, kind="full_softmax", num_negatives=0, has_extra=False)
+  on = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0, has_extra=False)
   key = jax.random.PRNGKey(0)
   # Same forward pass, BOS targets weighted out: compare with masking them via example rows.
   l_off = float(off(v["params"], batch, key)[0])
@@ -197,9 +199,9 @@ def test_first_item_loss_off_drops_exactly_the_bos_positions():
 
 
 def test_bucket_width():
-  assert [sasrec.bucket_width(n, 50) for n in (0, 1, 8, 9, 16, 17, 33, 50)] == \
+  assert [windows.bucket_width(n, 50) for n in (0, 1, 8, 9, 16, 17, 33, 50)] == \
       [8, 8, 8, 16, 16, 32, 50, 50]
-  tok, m = sasrec.score_inputs(np.array([[4, 5, 0]]), np.array([[1, 1, 0]]), n_items=N_ITEMS,
+  tok, m = windows.score_inputs(np.array([[4, 5, 0]]), np.array([[1, 1, 0]]), n_items=N_ITEMS,
                                max_len=50, bucket=True)
   assert tok.shape == (1, 8) and m.sum() == 3
 
@@ -218,9 +220,9 @@ def test_scoring_at_last_position_and_bucketed_width_is_exact(norm):
   hmask = np.zeros((5, 14), np.int8)
   for r, n in enumerate(lens):
     hist[r, :n], hmask[r, :n] = rng.integers(0, N_ITEMS, n), 1
-  model = sasrec.SASRecModel(m, v["params"], None, N_ITEMS, np.zeros(0), {})
+  model = scoring.SASRecModel(m, v["params"], None, N_ITEMS, np.zeros(0), {})
   got = model.score({"hist": hist, "hist_mask": hmask})
-  tok, mask = sasrec.score_inputs(hist, hmask, n_items=N_ITEMS, max_len=40)
+  tok, mask = windows.score_inputs(hist, hmask, n_items=N_ITEMS, max_len=40)
   assert tok.shape == (5, 40)
   h, items = m.apply(v, tok, mask)
   last = mask.sum(1) - 1
@@ -258,7 +260,7 @@ def test_train_step_compiles_once(world):
   sp = splits["warm"]
   off, items = protocols.train_sequences(ds, sp, "Movies", consumer="test")
   n = ds.domains["Movies"].n_items
-  data = sasrec.pack_windows(sasrec.training_windows(off, items, n_items=n, max_len=12),
+  data = windows.pack_windows(windows.training_windows(off, items, n_items=n, max_len=12),
                              max_len=12)
   module = sasrec.SASRec(n_items=n, hidden=16, layers=1, mlp=32, max_len=12)
   init_fn = lambda r: module.init(r, jnp.zeros((1, 12), jnp.int32), jnp.ones((1, 12), jnp.int8))
@@ -267,7 +269,7 @@ def test_train_step_compiles_once(world):
   tx = optim_lib.make_optimizer(dict(lr=1e-3, schedule="constant"), params)
   state, sharding = state_lib.create_train_state(init_fn, tx, jax.random.PRNGKey(0), mesh)
   loss_fn = chex.assert_max_traces(
-      sasrec.make_loss_fn(module, kind="full_softmax", num_negatives=0, has_extra=False), n=1)
+      objectives.next_item_objective(module, kind="full_softmax", num_negatives=0, has_extra=False), n=1)
   bs = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=bs)
@@ -285,17 +287,17 @@ def test_scorer_compiles_once_per_width_bucket(world):
   ds, splits = world
   sp = splits["warm"]
   n = ds.domains["Movies"].n_items
-  m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=TINY)
+  m = sequential.train_sasrec(ds, sp, target="Movies", cfg=TINY)
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   lens = arr["hist_mask"].sum(1)
   assert lens.min() < 7 and lens.max() >= 8     # both widths occur
-  before, full = sasrec.TRACE_COUNTS["score"], E.TRACE_COUNTS["full"]
+  before, full = scoring.TRACE_COUNTS["score"], E.TRACE_COUNTS["full"]
   run = lambda: E.evaluate(score_fn=m.score, arrays=arr, n_items=n, batch_size=16)
   first = run()
-  assert sasrec.TRACE_COUNTS["score"] - before == 2
+  assert scoring.TRACE_COUNTS["score"] - before == 2
   assert E.TRACE_COUNTS["full"] - full == 1
   second = run()
-  assert sasrec.TRACE_COUNTS["score"] - before == 2 and E.TRACE_COUNTS["full"] - full == 1
+  assert scoring.TRACE_COUNTS["score"] - before == 2 and E.TRACE_COUNTS["full"] - full == 1
   np.testing.assert_array_equal(first.per_example["rank"], second.per_example["rank"])
 
 
@@ -307,25 +309,25 @@ def test_text_and_fused_modes_and_score_shape(world):
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   batch = {k: v[:5] for k, v in arr.items()}
   for mode, extra in (("text", {"adaptor": "whitening"}), ("fused", {"fusion": "gate"})):
-    m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode=mode, **extra),
+    m = sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode=mode, **extra),
                             item_vectors={"Movies": vecs})
     s = m.score(batch)
     assert s.shape == (5, n) and np.isfinite(s).all(), mode
     # The fixed vectors ride along untrained in the 'consts' collection.
     np.testing.assert_array_equal(m.extra["consts"]["item_vectors"], vecs)
   with pytest.raises(ValueError, match="item_vectors"):
-    sasrec.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode="text"))
+    sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode="text"))
   with pytest.raises(ValueError, match="unknown option"):
-    sasrec.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, hiden=3))
+    sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, hiden=3))
 
 
 def test_learns_beats_pop_on_warm(world):
   ds, splits = world
   sp = splits["warm"]
   n = ds.domains["Movies"].n_items
-  before = sasrec.TRACE_COUNTS["loss"]
-  model = sasrec.train_sasrec(ds, sp, target="Movies", cfg={"mode": "id"}, seed=0)
-  assert sasrec.TRACE_COUNTS["loss"] - before == 1      # the whole run compiled one step
+  before = objectives.TRACE_COUNTS["loss"]
+  model = sequential.train_sasrec(ds, sp, target="Movies", cfg={"mode": "id"}, seed=0)
+  assert objectives.TRACE_COUNTS["loss"] - before == 1      # the whole run compiled one step
   assert model.losses[-5:].mean() < model.losses[:5].mean() - 1.0
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", exclude_history="all")
   ev = lambda score: E.evaluate(score_fn=score, arrays=arr, n_items=n, batch_size=256
@@ -343,7 +345,7 @@ def test_select_epoch_keeps_the_best_valid_epoch(world):
   sp = splits["warm"]
   n = ds.domains["Movies"].n_items
   cfg = dict(TINY, steps=0, epochs=4, select_epoch=True, patience=2)
-  m = sasrec.train_sasrec(ds, sp, target="Movies", cfg=cfg, seed=0)
+  m = sequential.train_sasrec(ds, sp, target="Movies", cfg=cfg, seed=0)
   info = m.info
   curve = [c["ndcg@10"] for c in info["valid_curve"]]
   assert len(curve) == info["epochs_run"] <= 4
@@ -356,7 +358,7 @@ def test_select_epoch_keeps_the_best_valid_epoch(world):
                                 batch_size=min(256, len(valid["target"])),
                                 ks=[10]).means["ndcg@10"]
   assert ev(m) == pytest.approx(info["best_valid"], abs=1e-6)
-  plain = sasrec.train_sasrec(ds, sp, target="Movies", seed=0,
+  plain = sequential.train_sasrec(ds, sp, target="Movies", seed=0,
                               cfg=dict(TINY, steps=0, epochs=info["best_epoch"]))
   assert ev(plain) == pytest.approx(info["best_valid"], abs=1e-6)
   assert len(m.losses) == info["steps"] == info["epochs_run"] * (plain.info["steps"]
@@ -392,7 +394,7 @@ def test_select_epoch_patience_on_a_constructed_curve():
     trained.append((start, stop))
     return _Result(stop // spe)
 
-  run = lambda patience: sasrec._train_selecting_epoch(
+  run = lambda patience: selection.train_selecting_epoch(
       train_to, None, total=7 * spe, steps_per_epoch=spe, scorer=Scorer(), valid=valid,
       n_items=n_items, metric="ndcg@10", patience=patience)
   _, sel = run(2)
@@ -403,7 +405,7 @@ def test_select_epoch_patience_on_a_constructed_curve():
   assert (sel["best_epoch"], sel["epochs_run"], sel["best_valid"]) == (7, 7, pytest.approx(.9))
   for bad, match in (("hr@10", "select_metric"), ("ndcg@0", "select_metric")):
     with pytest.raises(ValueError, match=match):
-      sasrec._train_selecting_epoch(train_to, None, total=3, steps_per_epoch=1,
+      selection.train_selecting_epoch(train_to, None, total=3, steps_per_epoch=1,
                                     scorer=Scorer(), valid=valid, n_items=n_items,
                                     metric=bad, patience=2)
   with pytest.raises(ValueError, match="patience"):
@@ -416,7 +418,7 @@ def test_learning_rate_schedule_reaches_the_optimizer(world):
   update 0 at lr 0, so its step-1 loss already differs from the constant run's."""
   ds, splits = world
   sp = splits["warm"]
-  run = lambda **kw: sasrec.train_sasrec(ds, sp, target="Movies", seed=0,
+  run = lambda **kw: sequential.train_sasrec(ds, sp, target="Movies", seed=0,
                                          cfg=dict(TINY, steps=4, dropout=0.0, **kw))
   const, cos = run(), run(schedule="cosine")
   assert const.losses[0] == cos.losses[0] and const.losses[1] == cos.losses[1]

@@ -9,8 +9,10 @@ import pytest
 
 from conftest import small_world_config
 from xdkt_jax import evaluate as E
-from xdkt_jax.data import inputs, load, protocols
-from xdkt_jax.models import sasrec, xdkt
+from xdkt_jax import objectives
+from xdkt_jax.data import inputs, load, protocols, windows
+from xdkt_jax.models import xdkt
+from xdkt_jax.recommenders import scoring, sequential
 from xdkt_jax.train import state as state_lib
 
 N_ITEMS, N_SRC, N_USERS, T = 20, 15, 6, 8
@@ -101,9 +103,9 @@ def test_scoring_reads_the_full_forward_at_the_last_token():
   hmask = (hist > 0).astype(np.int8)
   hmask[3] = 1
   users = np.array([1, 3, 0, 5], np.int32)
-  model = sasrec.SASRecModel(m, v["params"], {"consts": v["consts"]}, N_ITEMS, np.zeros(0), {})
+  model = scoring.SASRecModel(m, v["params"], {"consts": v["consts"]}, N_ITEMS, np.zeros(0), {})
   got = model.score({"hist": hist, "hist_mask": hmask, "user": users})
-  tok, mask = sasrec.score_inputs(hist, hmask, n_items=N_ITEMS, max_len=10)
+  tok, mask = windows.score_inputs(hist, hmask, n_items=N_ITEMS, max_len=10)
   ub = jnp.broadcast_to(jnp.asarray(users)[:, None], tok.shape)
   fused, items, *_ = m.apply(v, tok, mask, seg_users_BxS=ub[:, :1],
                              seg_index_BxL=jnp.zeros_like(ub), method=m.forward)
@@ -116,7 +118,7 @@ def test_segment_users():
   data = {"users": np.array([[5, 5, 9, 9, 0], [4, 4, 4, 0, 0]], np.int32),
           "mask": np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], np.int8),
           "segments": np.array([[1, 1, 2, 2, 0], [1, 1, 1, 0, 0]], np.int32)}
-  out = xdkt.segment_users(data)
+  out = windows.segment_users(data)
   np.testing.assert_array_equal(out["seg_users"], [[5, 9], [4, 0]])
   np.testing.assert_array_equal(out["seg_index"], [[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]])
 
@@ -140,11 +142,11 @@ def world():
 def test_every_alignment_trains_and_scores(world, align):
   ds, splits, vecs = world
   sp = splits[1]
-  before = sasrec.TRACE_COUNTS["loss"]
-  m = sasrec.train_sasrec(ds, sp, target="Movies", transfer=True, item_vectors=vecs,
+  before = objectives.TRACE_COUNTS["loss"]
+  m = sequential.train_sasrec(ds, sp, target="Movies", transfer=True, item_vectors=vecs,
                           source_vectors=vecs,
                           cfg=dict(TINY, mode="fused", align=align, steps=3, source_weight=0.5))
-  assert sasrec.TRACE_COUNTS["loss"] - before == 1     # three steps, one trace
+  assert objectives.TRACE_COUNTS["loss"] - before == 1     # three steps, one trace
   assert np.isfinite(m.losses).all() and len(m.losses) == 3
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
   s = m.score({k: v[:4] for k, v in arr.items()})
@@ -168,8 +170,8 @@ def test_source_pathway_transfers_zero_shot(world):
   cfg = dict(mode="id", epochs=8)
   ev = lambda m: E.evaluate(score_fn=m.score, arrays=arr, n_items=n,
                             batch_size=250).means["ndcg@10"]
-  control = ev(sasrec.train_sasrec(ds, sp, target="Movies", cfg=cfg))
-  full = ev(sasrec.train_sasrec(ds, sp, target="Movies", transfer=True,
+  control = ev(sequential.train_sasrec(ds, sp, target="Movies", cfg=cfg))
+  full = ev(sequential.train_sasrec(ds, sp, target="Movies", transfer=True,
                                 cfg=dict(cfg, source_repr="id", align="none")))
   # measured: 0.174 vs 0.146 (ID-only source items, 8 epochs; knowledge vectors do better)
   assert full > control + 0.015, (full, control)
@@ -178,9 +180,9 @@ def test_source_pathway_transfers_zero_shot(world):
 def test_pack_windows_caps_segments_and_keeps_every_window():
   off = np.array([0, 3, 5, 6, 8, 9, 12])
   items = np.arange(12) % 7
-  win = sasrec.training_windows(off, items, n_items=7, max_len=6)
+  win = windows.training_windows(off, items, n_items=7, max_len=6)
   for cap in (0, 2):
-    packed = sasrec.pack_windows(win, max_len=6, max_segments=cap)
+    packed = windows.pack_windows(win, max_len=6, max_segments=cap)
     assert packed["mask"].sum() == win["mask"].sum()          # every transition once
     if cap:
       assert packed["segments"].max() <= cap

@@ -15,7 +15,7 @@ Methods (the keys of results.json):
   unisrec_style  frozen PRE-TRAINED text encoder (W_p, not adapted) + MoE whitening adaptor +
                  SASRec, text-only items (UniSRec's inductive setting)
   pop itemknn userknn bpr_mf text_knn hybrid emcdr cmf
-                 models/baselines (TF-IDF text for text_knn / hybrid)
+                 recommenders/baselines (TF-IDF text for text_knn / hybrid)
 
 Seeds: a method with training randomness runs with seeds 0..S−1.  pop, itemknn, userknn,
 text_knn and hybrid are deterministic functions of the split, so ONE run is their result for
@@ -55,7 +55,7 @@ import numpy as np
 from xdkt_jax import artifacts, conventions, stopping
 from xdkt_jax import evaluate as evaluate_lib
 from xdkt_jax.data import inputs, leakage
-from xdkt_jax.models import baselines, sasrec
+from xdkt_jax.recommenders import baselines, scoring, sequential
 from xdkt_jax.report import UNFUSED   # the row of a fused method's model without fusion
 
 SEQUENTIAL = ("xdkt", "target_only", "sasrec", "unisrec_style")
@@ -209,21 +209,21 @@ def fit(name: str, ctx: Context, seed: int):
   seq = dict(rc.sequential.to_dict(), seed=seed, exclude_history=ctx.rule.exclude_history)
   kw = dict(target=ctx.target, log_fn=ctx.log)
   if name == "sasrec":
-    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="id"), **kw)
+    return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="id"), **kw)
   if name == "target_only":
     # Without source domains (in_domain: transfer reaches the target only through the LM
     # adapted on other domains' text) the control drops that: pre-trained W_p vectors.
     vectors = ctx.item_knowledge if ctx.split.sources else ctx.pretrained
-    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
+    return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
                                item_vectors=vectors, **kw)
   if name == "unisrec_style":
-    return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
+    return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
                                item_vectors=ctx.pretrained, **kw)
   if name == "xdkt":
     if not ctx.split.sources:   # no source users: the knowledge-fused recommender alone
-      return sasrec.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
+      return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
                                  item_vectors=ctx.item_knowledge, **kw)
-    return sasrec.train_sasrec(ctx.ds, ctx.split,
+    return sequential.train_sasrec(ctx.ds, ctx.split,
                                cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
                                item_vectors=ctx.item_knowledge, transfer=True,
                                source_vectors=ctx.item_knowledge, **kw)
@@ -232,7 +232,7 @@ def fit(name: str, ctx: Context, seed: int):
 
 
 def train_losses(model) -> list[float]:
-  if isinstance(model, (sasrec.SASRecModel, NeighbourFused)):
+  if isinstance(model, (scoring.SASRecModel, NeighbourFused)):
     return [float(x) for x in model.losses]
   return []
 

@@ -5,7 +5,7 @@ benchmarks/vs_recbole.py, with the same flags as benchmarks/peers/recbole_sasrec
       --data-dir ../shared/data/amazon_scientific --epochs 1
 
 Data: the project's own path (configs/amazon_scientific.py, data.load, protocols.make_split,
-the given split kept).  Training is `models.sasrec.train_sasrec` (mode id, CE over the full
+the given split kept).  Training is `recommenders.sequential.train_sasrec` (mode id, CE over the full
 catalogue) set up as RecBole's SASRec is: post-LN, gelu FFN without dropout after the
 activation, dropout on the attention probabilities (= --dropout), no gradient clipping
 (--act relu / --inner-dropout / --attn-dropout 0 give the project's own defaults; measured at
@@ -71,7 +71,8 @@ from configs import amazon_scientific  # noqa: E402
 from recbole_sasrec import DATASET, add_common_args, prepare_data  # noqa: E402  (stdlib only)
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax.data import inputs, load, protocols  # noqa: E402
-from xdkt_jax.models import sasrec  # noqa: E402
+from xdkt_jax.data import windows as windows_lib  # noqa: E402
+from xdkt_jax.recommenders import sequential  # noqa: E402
 from xdkt_jax.train import steps as steps_lib  # noqa: E402
 
 
@@ -96,8 +97,8 @@ def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
   size the batch in rows from a batch in transitions."""
   n_items = ds.domains[DATASET].n_items
   offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
-  windows = sasrec.training_windows(offsets, items, n_items=n_items, max_len=max_len)
-  packed = sasrec.pack_windows(windows, max_len=max_len) if pack else windows
+  windows = windows_lib.training_windows(offsets, items, n_items=n_items, max_len=max_len)
+  packed = windows_lib.pack_windows(windows, max_len=max_len) if pack else windows
   transitions = int(windows["mask"].astype(np.int64).sum())
   # A window whose first input is BOS predicts the user's first item from nothing.
   bos = int(((windows["inputs"][:, 0] == n_items) & (windows["mask"][:, 0] == 1)).sum())
@@ -155,7 +156,7 @@ def train(args, ds, split, stats) -> tuple:
              inner_dropout=args.inner_dropout, pack=args.pack)
   with first_step_clock() as marks:
     t0 = time.perf_counter()
-    model = sasrec.train_sasrec(ds, split, target=DATASET, cfg=cfg,
+    model = sequential.train_sasrec(ds, split, target=DATASET, cfg=cfg,
                                 log_fn=lambda m: print(m, file=sys.stderr, flush=True))
     t1 = time.perf_counter()
   info = model.info

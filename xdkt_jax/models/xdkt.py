@@ -34,8 +34,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from xdkt_jax.models.partitioning import NORMAL_002, logical, unboxed
 from xdkt_jax import losses
 from xdkt_jax.models import align as align_lib
 from xdkt_jax.models import sasrec
@@ -43,11 +43,6 @@ from xdkt_jax.models import sasrec
 ALIGNS = ("none", "infonce", "mmd", "mmd_linear", "coral", "adversarial")
 ITEM_ALIGNS = ("mmd", "mmd_linear", "coral", "adversarial")
 USER_AGGS = ("mean", "attention")
-_INIT = nn.initializers.normal(stddev=0.02)
-
-
-def _value(v):
-  return v.value if isinstance(v, nn.meta.AxisMetadata) else v
 
 
 class XDKTRec(sasrec.SASRec):
@@ -79,18 +74,18 @@ class XDKTRec(sasrec.SASRec):
     if self.source_repr != "id" and self.mode == "id":
       raise ValueError("xdkt: mode 'id' has no adaptor; use source_repr='id'")
     if self.source_repr in ("id", "fused"):
-      self.source_table = self.param("source_item_embedding", sasrec._part(_INIT, (None, "embed")),
+      self.source_table = self.param("source_item_embedding", logical(NORMAL_002, (None, "embed")),
                                      (self.n_source_items, self.hidden))
     if self.source_repr in ("text", "fused") or self.align in ITEM_ALIGNS:
       self.source_vectors = const("source_vectors", (self.n_source_items, self.text_dim))
     if self.source_repr == "fused" and self.fusion == "gate":
       self.source_fuse = align_lib.GatedFusion()
     dense = lambda name, d=self.hidden: nn.Dense(
-        d, kernel_init=part(_INIT, (None, "embed")),
+        d, kernel_init=part(NORMAL_002, (None, "embed")),
         bias_init=part(nn.initializers.zeros, ("embed",)), name=name)
     if self.user_agg == "attention":
       self.attn_key = dense("attn_key")
-      self.attn_query = self.param("attn_query", sasrec._part(nn.initializers.zeros, ("embed",)),
+      self.attn_query = self.param("attn_query", logical(nn.initializers.zeros, ("embed",)),
                                    (self.hidden,))
     # lecun (not 0.02) init: z_u must carry signal from step 0, or the gate learns to close
     self.user_proj = nn.Dense(self.hidden, kernel_init=part(nn.initializers.lecun_normal(),
@@ -111,7 +106,7 @@ class XDKTRec(sasrec.SASRec):
     """[N_s, D] source item representations r_j."""
     if self.source_repr == "id":
       return self.source_table
-    text = self.adapt(jax.lax.stop_gradient(_value(self.source_vectors.value)),
+    text = self.adapt(jax.lax.stop_gradient(unboxed(self.source_vectors.value)),
                       deterministic=deterministic)
     if self.source_repr == "text":
       return text
@@ -122,8 +117,8 @@ class XDKTRec(sasrec.SASRec):
   def user_knowledge(self, users, *, deterministic: bool = True):
     """(z_u [..., D], has_u [...]) for user ids of any shape."""
     r = self.source_items(deterministic=deterministic)
-    hist = _value(self.source_hist.value)[users]                     # [..., H]
-    m = _value(self.source_mask.value)[users].astype(jnp.float32)    # [..., H]
+    hist = unboxed(self.source_hist.value)[users]                     # [..., H]
+    m = unboxed(self.source_mask.value)[users].astype(jnp.float32)    # [..., H]
     x = r[hist]                                                      # [..., H, D]
     if self.user_agg == "mean":
       w = m / jnp.maximum(m.sum(-1, keepdims=True), 1.0)
@@ -132,7 +127,7 @@ class XDKTRec(sasrec.SASRec):
       logit = jnp.where(m > 0, logit, -1e9)
       w = jax.nn.softmax(logit, axis=-1) * (m.sum(-1, keepdims=True) > 0)
     agg = jnp.einsum("...h,...hd->...d", w, x)
-    return self.user_proj(agg), _value(self.user_has.value)[users]
+    return self.user_proj(agg), unboxed(self.user_has.value)[users]
 
   def fuse_user(self, h, z, has):
     g = jax.nn.sigmoid(self.user_gate(jnp.concatenate([h, z], axis=-1)))
@@ -168,8 +163,8 @@ class XDKTRec(sasrec.SASRec):
   def item_alignment(self, rng, n: int, *, lam: float, deterministic: bool = True):
     """The item-level alignment term over n sampled items per domain."""
     k_s, k_t = jax.random.split(rng)
-    src = _value(self.source_vectors.value)
-    tgt = _value(self.item_vectors.value)
+    src = unboxed(self.source_vectors.value)
+    tgt = unboxed(self.item_vectors.value)
     x = self.adapt(src[jax.random.randint(k_s, (n,), 0, src.shape[0])],
                    deterministic=deterministic)
     y = self.adapt(tgt[jax.random.randint(k_t, (n,), 0, tgt.shape[0])],
@@ -186,81 +181,7 @@ class XDKTRec(sasrec.SASRec):
                                           logits_fn=self.domain_clf, lam=lam)
 
 
-def segment_users(data: dict) -> dict:
-  """Adds seg_users [R, S] (the user of segment s+1 of each row; S = the most segments in a
-  row) and seg_index [R, L] (0-based segment of each token) to packed or unpacked rows."""
-  users, mask = data["users"], data["mask"].astype(bool)
-  seg = data.get("segments")
-  if seg is None:
-    seg = mask.astype(np.int32)
-  n_seg = max(int(seg.max()) if seg.size else 1, 1)
-  out = dict(data)
-  out["seg_users"] = np.zeros((len(users), n_seg), np.int32)
-  for s in range(1, n_seg + 1):
-    hit = seg == s
-    row_has = hit.any(1)
-    first = hit.argmax(1)
-    out["seg_users"][row_has, s - 1] = users[row_has, first[row_has]]
-  out["seg_index"] = np.maximum(seg - 1, 0).astype(np.int32)
-  return out
 
 
-def segment_end(segments_BxL, mask_BxL):
-  """Index of the last token of each row's FIRST sequence (segment 1, or the whole row when
-  rows are not packed)."""
-  first = segments_BxL == 1 if segments_BxL is not None else mask_BxL.astype(bool)
-  return jnp.maximum(jnp.sum(first, axis=1).astype(jnp.int32) - 1, 0)
 
 
-def make_loss_fn(module: XDKTRec, *, kind: str, num_negatives: int, align_weight: float,
-                 temperature: float, align_items: int, adversarial_lambda: float = 1.0,
-                 source_weight: float = 0.0):
-  """loss_fn(params, batch, rng, extra) for steps.make_train_step:
-
-    L = L_f(h') + λ·L_align + μ·L_f(z)
-
-  The last term (μ = `source_weight`) asks the source side ALONE to predict every target item
-  of the user (z_u · e_n, full softmax): the EMCDR idea — the source view must map onto target
-  taste — as a training signal at every position, not only at the few early positions where
-  the fused state depends on z most."""
-  def loss(params, batch, rng, extra):
-    sasrec.TRACE_COUNTS["loss"] += 1
-    k_drop, k_neg, k_align, k_drop2 = jax.random.split(rng, 4)
-    variables = {"params": params, **extra}
-    seg, mask = batch.get("segments"), batch["mask"]
-    h_fused, items, h, z, has = module.apply(
-        variables, batch["inputs"], mask, seg_users_BxS=batch["seg_users"],
-        seg_index_BxL=batch["seg_index"], segments_BxL=seg,
-        positions_BxL=batch.get("positions"), deterministic=False, rngs={"dropout": k_drop},
-        method=XDKTRec.forward)
-    example = batch["example_mask"].astype(jnp.float32)
-    w = mask.astype(jnp.float32) * example[:, None]
-    l_f, metrics = losses.transfer_loss(
-        user_repr_BxD=h_fused, item_emb_NxD=items, target_B=batch["targets"], weights_B=w,
-        kind=kind, rng=k_neg, num_negatives=num_negatives)
-    out = {"accuracy": metrics["accuracy"], "l_f": l_f}
-    total = l_f
-    if source_weight > 0:
-      idx = jnp.clip(batch["seg_index"], 0, z.shape[1] - 1)
-      z_tok = jnp.take_along_axis(z, idx[..., None], axis=1)
-      w_src = w * jnp.take_along_axis(has, idx, axis=1)
-      l_src, _ = losses.transfer_loss(
-          user_repr_BxD=z_tok, item_emb_NxD=items, target_B=batch["targets"], weights_B=w_src,
-          kind=kind, rng=k_neg, num_negatives=num_negatives)
-      out["l_source"] = l_src
-      total = total + source_weight * l_src
-    l_align = jnp.zeros((), jnp.float32)
-    if module.align == "infonce":
-      end = segment_end(seg, mask)
-      b = jnp.take_along_axis(h, end[:, None, None], axis=1)[:, 0]
-      l_align = losses.info_nce(a_BxD=z[:, 0], b_BxD=b, temperature=temperature,
-                                weights_B=has[:, 0] * example)
-    elif module.align in ITEM_ALIGNS:
-      l_align, m = module.apply(variables, k_align, align_items, lam=adversarial_lambda,
-                                deterministic=False, rngs={"dropout": k_drop2},
-                                method=XDKTRec.item_alignment)
-      out.update(m)
-    out["l_align"] = l_align
-    return total + align_weight * l_align, (out, extra)
-
-  return loss

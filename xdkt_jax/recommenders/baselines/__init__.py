@@ -22,9 +22,9 @@ an unknown key raises).  `text_knn`/`hybrid` also take `item_vectors={domain: [n
 
 from __future__ import annotations
 
-from xdkt_jax.models.baselines import emcdr, hybrid, knn, mf, pop, text
-from xdkt_jax.models.baselines.common import TrainData, train_data
-from xdkt_jax.models.baselines.text import tfidf_vectors
+from xdkt_jax.recommenders.baselines import emcdr, hybrid, knn, mf, pop, text
+from xdkt_jax.recommenders.baselines.common import TrainData, train_data
+from xdkt_jax.recommenders.baselines.text import tfidf_vectors
 
 BASELINES = {
   "pop": pop.fit,

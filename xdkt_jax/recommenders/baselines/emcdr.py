@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xdkt_jax.models.baselines import common, mf
+from xdkt_jax.recommenders.baselines import common, mf
 
 DEFAULTS = dict(mf.DEFAULTS, mapping="mlp", map_min_rows=3, cold_below=3, map_l2=1e-2,
                 map_hidden=64, map_steps=500, map_lr=1e-2)

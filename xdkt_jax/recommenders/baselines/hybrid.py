@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from xdkt_jax.models.baselines import common, knn, mf, text
+from xdkt_jax.recommenders.baselines import common, knn, mf, text
 
 # alpha=0.2: best of {0.1, 0.2, 0.3} on the synthetic warm and cold_start VALID splits.
 DEFAULTS = dict(seed=0, alpha=0.2, cf="itemknn", cf_cfg=None, text_cfg=None)

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
-from xdkt_jax.models.baselines import common
+from xdkt_jax.recommenders.baselines import common
 
 ITEMKNN_DEFAULTS = dict(seed=0, k=100, shrink=10.0)
 USERKNN_DEFAULTS = dict(seed=0, k=50, use_source=True, source_weight=1.0)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xdkt_jax.models.baselines import common
+from xdkt_jax.recommenders.baselines import common
 
 # Tuned on the synthetic world's warm VALID split: this data is small per user, so BPR
 # overfits without strong L2; big batches keep a fit at ~1-2 s on 2 CPU cores.

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from xdkt_jax.models.baselines import common
+from xdkt_jax.recommenders.baselines import common
 
 DEFAULTS = dict(seed=0)   # seed: accepted for a uniform interface; pop is deterministic
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import scipy.sparse as sp
 
-from xdkt_jax.models.baselines import common
+from xdkt_jax.recommenders.baselines import common
 
 DEFAULTS = dict(seed=0, use_source=True, source_weight=1.0, fields=None, max_features=4096)
 

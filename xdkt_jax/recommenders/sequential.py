@@ -1,0 +1,224 @@
+"""Training the sequential recommenders (SASRec, the `target_only` control, and the full
+method's recommender) on the target domain's training rows, with the shared train step.
+
+  model = train_sasrec(ds, split, target="Movies", cfg={"mode": "id"})
+  scores_BxN = model.score(batch)      # batch from data.inputs.eval_arrays
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xdkt_jax import objectives
+from xdkt_jax.data import inputs, protocols
+from xdkt_jax.data.batching import Batcher, pad_sequences
+from xdkt_jax.data.windows import pack_windows, segment_users, training_windows
+from xdkt_jax.models.sasrec import SASRec
+from xdkt_jax.models.xdkt import ITEM_ALIGNS, XDKTRec
+from xdkt_jax.recommenders import selection
+from xdkt_jax.recommenders.baselines import common
+from xdkt_jax.recommenders.scoring import SASRecModel
+from xdkt_jax.train import loop as loop_lib
+from xdkt_jax.train import mesh as mesh_lib
+from xdkt_jax.train import optim as optim_lib
+from xdkt_jax.train import state as state_lib
+from xdkt_jax.train import steps as steps_lib
+
+# steps > 0 overrides epochs.  `batch` counts PACKED rows of max_len tokens.  Where these
+# values were chosen: benchmarks/RESULTS.md ("SASRec defaults").
+DEFAULTS = dict(
+    hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
+    epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
+    num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
+    text_dropout=0.1, pack=True, seed=None, dtype="float32", first_item_loss=True,
+    act="relu", attn_dropout=0.0, inner_dropout=True,
+    # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
+    align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
+    adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
+    source_weight=0.0,
+    # Early stopping on the VALID split (RecBole's protocol): score the valid users after every
+    # epoch with the run's own evaluator, keep the best epoch's parameters, stop after
+    # `patience` epochs without a gain.  `epochs` (or `steps`) is then the ceiling.
+    select_epoch=False, patience=3, select_metric="ndcg@10",
+    # The valid users are ranked under this exclusion rule (xdkt_jax/conventions.py; the
+    # recommend stage passes the run's resolved rule).
+    exclude_history="auto",
+    # Learning rate over the run's `steps` (epochs × steps per epoch; with select_epoch the
+    # ceiling): constant (the setting measured above) | cosine | linear decay, after a linear
+    # warm-up of `warmup_steps`.
+    schedule="constant", warmup_steps=0)
+
+
+def _item_vectors(item_vectors, target: str, n_items: int):
+  if item_vectors is None:
+    return None
+  if isinstance(item_vectors, dict):
+    item_vectors = item_vectors[target]
+  v = np.asarray(item_vectors, np.float32)
+  if v.ndim != 2 or v.shape[0] != n_items:
+    raise ValueError(f"sasrec: item_vectors must be [{n_items}, T], got {v.shape}")
+  return v
+
+
+def _source_inputs(ds, split, source_len: int, source_vectors, *, need_vectors: bool) -> dict:
+  """The full method's source side: each user's last `source_len` TRAINING source items
+  (global ids over split.sources, data.inputs), a has-history flag, the source knowledge."""
+  if not split.sources:
+    raise ValueError(f"xdkt: protocol {split.protocol!r} has no source domains to transfer from")
+  offsets, items = inputs.source_sequences(ds, split)
+  hist, mask = pad_sequences(offsets, items, source_len, keep="last")
+  n_src = sum(ds.domains[s].n_items for s in split.sources)
+  out = {"source_hist": hist.astype(np.int32), "source_mask": mask.astype(np.int8),
+         "user_has": (np.diff(offsets) > 0).astype(np.float32), "n_source_items": n_src}
+  if need_vectors:
+    if source_vectors is None:
+      raise ValueError("xdkt: text/fused modes need source item knowledge (source_vectors)")
+    if isinstance(source_vectors, dict):
+      source_vectors = np.concatenate([np.asarray(source_vectors[s], np.float32)
+                                       for s in split.sources])
+    v = np.asarray(source_vectors, np.float32)
+    if v.shape[0] != n_src:
+      raise ValueError(f"xdkt: source_vectors has {v.shape[0]} rows, the sources have {n_src}")
+    out["source_vectors"] = v
+  return out
+
+
+def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: int = 0,
+                 mesh=None, log_fn=None, transfer: bool = False,
+                 source_vectors=None) -> SASRecModel:
+  """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
+  protocols.train_sequences) with the shared engine; returns a SASRecModel.
+
+  cfg: None / dict / ConfigDict over DEFAULTS (an unknown key raises).  `cfg['seed']`, when
+  set, overrides `seed`.  `item_vectors`: [N, T] array or {domain: array}; required for the
+  'text' and 'fused' modes.  Runs on `mesh` (default: all devices, data-parallel).
+
+  `transfer=True` trains the full method's recommender instead (models/xdkt.py): each user's
+  TRAINING source items (split.sources, last `source_len`) are fused in, with `cfg['align']`;
+  `source_vectors` ({domain: [n_items, T]} or [N_s, T] in split.sources order) is the source
+  items' knowledge, required in the text / fused modes.
+  """
+  o = common.options(cfg, DEFAULTS, "sasrec")
+  seed = int(seed if o.seed is None else o.seed)
+  n_items = ds.domains[target].n_items
+  vectors = _item_vectors(item_vectors, target, n_items)
+  if o.mode in ("text", "fused") and vectors is None:
+    raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
+  if o.mode == "id":
+    vectors = None
+  offsets, items = protocols.train_sequences(ds, split, target,
+                                             consumer="sequential recommender batches")
+  windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
+  n_win = len(windows["inputs"])
+  data = (pack_windows(windows, max_len=int(o.max_len), max_segments=8 if transfer else 0)
+          if o.pack else windows)
+  if n_win == 0:
+    raise ValueError(f"sasrec: no training rows in target domain {target!r}")
+  bsz = int(o.batch)
+  n_rows = len(data["inputs"])
+  if n_rows < bsz:   # tiny data: one batch holding every row, no remainder dropped
+    bsz = n_rows
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  n_batch_shards = math.prod(mesh.shape[a] for a in mesh_lib.BATCH_AXES)
+  bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
+  if transfer:
+    if not o.first_item_loss:
+      raise ValueError("sasrec: first_item_loss=False is for the plain recommender only")
+    data = segment_users(data)
+  batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
+  total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
+
+  kw = dict(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
+            heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
+            dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
+            text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
+            n_experts=int(o.n_experts), fusion=str(o.fusion),
+            text_dropout=float(o.text_dropout), dtype=str(o.dtype), act=str(o.act),
+            attn_dropout=float(o.attn_dropout), inner_dropout=bool(o.inner_dropout))
+  consts = {} if vectors is None else {"item_vectors": vectors}
+  if transfer:
+    src = _source_inputs(ds, split, int(o.source_len), source_vectors,
+                         need_vectors=(o.source_repr != "id"
+                                       or str(o.align) in ITEM_ALIGNS))
+    consts.update(src)
+    module = XDKTRec(**kw, n_users=ds.n_users, n_source_items=src["n_source_items"],
+                              source_len=int(o.source_len), user_agg=str(o.user_agg),
+                              align=str(o.align), source_repr=str(o.source_repr))
+    consts.pop("n_source_items")
+  else:
+    module = SASRec(**kw)
+  dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
+  dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
+  init_fn = lambda rng: module.init(rng, *dummy, users_BxL=dummy_users)
+  opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
+                 total_steps=total, weight_decay=float(o.weight_decay),
+                 clip_norm=float(o.clip_norm))
+  key = jax.random.PRNGKey(seed)
+  k_init, k_train = jax.random.split(key)
+  abstract_params = state_lib.unbox(jax.eval_shape(init_fn, k_init))["params"]
+  tx = optim_lib.make_optimizer(opt_cfg, abstract_params)
+  rules = mesh_lib.DEFAULT_RULES
+  state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
+  if consts:
+    state = state.replace(extra=jax.device_put({"consts": consts}, sharding.extra))
+  if transfer:
+    loss_fn = objectives.xdkt_objective(
+        module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+        align_weight=float(o.align_weight), temperature=float(o.align_temperature),
+        align_items=int(o.align_items), adversarial_lambda=float(o.adversarial_lambda),
+        source_weight=float(o.source_weight))
+  else:
+    loss_fn = objectives.next_item_objective(
+        module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+        has_extra=state.extra is not None, first_item_loss=bool(o.first_item_loss))
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
+                                   batch_sharding=batch_sharding, rules=rules)
+  loss_log = []
+
+  class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
+    def write_scalars(self, at, scalars):
+      loss_log.append(scalars["train/loss"])
+
+    def flush(self):
+      pass
+
+  def train_to(state, start: int, stop: int):
+    # Host batches come from a background thread, two ahead (no checkpoint here, so the
+    # step-indexed resumable source is not needed); batch_at(step) makes chunks seamless.
+    return loop_lib.train_loop(
+        state=state, train_step=step, data=batcher.iterate(start, stop - start, prefetch=2),
+        rng=k_train, total_steps=stop, batch_sharding=batch_sharding, writer=_Writer(),
+        log_every=1, progress=False, handle_sigterm=False)
+
+  t0 = time.time()
+  select = {}
+  if o.select_epoch:
+    result, select = selection.train_selecting_epoch(
+        train_to, state, total=total, steps_per_epoch=batcher.steps_per_epoch,
+        scorer=SASRecModel(module, None, None, n_items, np.zeros(0, np.float32), {}),
+        valid=selection.valid_arrays(ds, split, target, str(o.exclude_history)),
+        n_items=n_items, metric=str(o.select_metric), patience=int(o.patience))
+    params, extra = select.pop("params"), select.pop("extra")
+  else:
+    result = train_to(state, 0, total)
+    params = jax.device_get(result.state.params)
+    extra = None if result.state.extra is None else jax.device_get(result.state.extra)
+  seconds = time.time() - t0
+  info = {"steps": int(result.step), "windows": n_win, "rows": n_rows, "batch": bsz,
+          "train_seconds": seconds,
+          "final_loss": float(result.metrics.get("loss", float("nan"))),
+          "mode": o.mode, "loss": o.loss, "transfer": transfer,
+          "align": str(o.align) if transfer else "none", **select}
+  chosen = (f", kept epoch {select['best_epoch']} of {select['epochs_run']} (valid "
+            f"{select['select_metric']} {select['best_valid']:.4f})" if select else "")
+  name = "xdkt" if transfer else "sasrec"
+  (log_fn or logging.info)(f"{name}[{o.mode}]: {int(result.step)} steps over {n_win} windows in "
+                           f"{seconds:.1f} s, final loss {info['final_loss']:.3f}{chosen}")
+  return SASRecModel(module, params, extra, n_items, np.asarray(loss_log, np.float32), info)
