@@ -23,6 +23,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,6 +71,14 @@ def data_stage(config, workdir: Path, log=print):
   return ds, tok, split
 
 
+class StageEncoder(NamedTuple):
+  """An encoder as one stage hands it to the next: its config, its weights, and the
+  fingerprint of everything that produced them (a later stage's inputs include it)."""
+  config: Any
+  params: Any
+  fingerprint: str
+
+
 def _fingerprint(*parts) -> str:
   return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
@@ -97,22 +106,22 @@ def _claim(stage_dir: Path, fp: str) -> None:
   marker.write_text(fp)
 
 
-def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, log=print):
-  """pretrain (L_p) or adapt (L_t).  Reuses a finished stage whose inputs are unchanged.
-
-  Returns (encoder config, params, fingerprint of this stage's output)."""
+def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: StageEncoder,
+             log=print) -> StageEncoder:
+  """pretrain (L_p) or adapt (L_t) from the `upstream` encoder.  Reuses a finished stage whose
+  inputs are unchanged."""
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
   scfg = config.pretrain if name == "pretrain" else config.adapt
   stage_dir = _stage_dir(workdir, name)
-  fp = _fingerprint(name, upstream[2], tok.fingerprint, scfg.to_json(),
+  fp = _fingerprint(name, upstream.fingerprint, tok.fingerprint, scfg.to_json(),
                     config.encoder.to_json(), config.seed, split.fingerprint())
   if artifacts.is_done(stage_dir, fp, log, name):
     enc_cfg, params = lm.stage_encoder(workdir, name)
     log(f"{name}: reusing finished stage ({stage_dir})")
-    return enc_cfg, params, fp
+    return StageEncoder(enc_cfg, params, fp)
   _claim(stage_dir, fp)
   special = lm.special_tokens(config.data.tokenizer)
-  enc_cfg, params = upstream[0], upstream[1]
+  enc_cfg, params = upstream.config, upstream.params
   if name == "pretrain":
     domains, target, ratio, freeze = ds.domain_names, None, 0.0, []
   else:
@@ -143,14 +152,15 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: tuple, 
   metrics["encoder"] = enc_cfg.to_hf()
   lm.save_stage(stage_dir, enc_cfg, params, metrics)
   artifacts.finish(stage_dir, fp)
-  return enc_cfg, params, fp
+  return StageEncoder(enc_cfg, params, fp)
 
 
-def initial_encoder(config):
+def initial_encoder(config) -> StageEncoder:
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
   special = lm.special_tokens(config.data.tokenizer)
   enc_cfg, params = lm.initial_encoder(config, special)
-  return enc_cfg, params, _fingerprint("init", config.encoder.to_json(), config.seed)
+  return StageEncoder(enc_cfg, params, _fingerprint("init", config.encoder.to_json(),
+                                                    config.seed))
 
 
 def enable_compilation_cache(config) -> None:
@@ -250,31 +260,32 @@ def run(config, workdir: str, log=print) -> dict:
   ds, tok, split = data_stage(config, wd, log)
   timings["data"] = time.time() - t
   _between("data")
-  upstream = wp = None
+  # `encoder`: the latest LM stage's output; `pretrained`: W_p (unisrec_style reads it).
+  encoder = pretrained = None
   for name in ("pretrain", "adapt"):
     if name not in stages:
       continue
     if tok is None:
       raise ValueError(f"stage {name!r} needs tokenised text: set config.data.tokenize=True")
     t = time.time()
-    if upstream is None:
-      upstream = initial_encoder(config)
-    if int(config[name].steps) == 0 and upstream[1] is not None:
+    if encoder is None:
+      encoder = initial_encoder(config)
+    if int(config[name].steps) == 0 and encoder.params is not None:
       log(f"{name}: 0 steps configured; keeping the weights it would start from")
     else:
-      upstream = lm_stage(name, config, wd, ds, tok, split, upstream, log)
+      encoder = lm_stage(name, config, wd, ds, tok, split, encoder, log)
       timings[name] = time.time() - t
       _between(name)
     if name == "pretrain":
-      wp = upstream
+      pretrained = encoder
   knowledge = None
   if "extract" in stages:
     if tok is None:
       raise ValueError("stage 'extract' needs tokenised text: set config.data.tokenize=True")
     t = time.time()
-    upstream = upstream or initial_encoder(config)
-    wp = pretrained_encoder(config, wd, wp)
-    knowledge = extract_stage(config, wd, ds, tok, split, upstream, wp, log)
+    encoder = encoder or initial_encoder(config)
+    pretrained = pretrained_encoder(config, wd, pretrained)
+    knowledge = extract_stage(config, wd, ds, tok, split, encoder, pretrained, log)
     timings["extract"] = time.time() - t
     _between("extract")
   prev = json.loads((wd / "timings.json").read_text()) if (wd / "timings.json").exists() else {}
@@ -288,20 +299,22 @@ def run(config, workdir: str, log=print) -> dict:
 # ---------------------------------------------------------------------------------------------
 # extract (L_k) → recommend → evaluate → report
 
-def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> dict:
+def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
+                  pretrained: StageEncoder, log=print) -> dict:
   """L_k: entity vocabulary + token labels from the data, the knowledge head trained over the
   adapted encoder, then item knowledge [encoder pooling ; entity vector] per domain, user
   knowledge (aggregated source item knowledge), and W_p vectors for unisrec_style."""
   from xdkt_jax import knowledge as K  # pylint: disable=import-outside-toplevel
   kc = config.knowledge
   stage_dir = _stage_dir(wd, "extract")
-  fp = _fingerprint("extract", upstream[2], wp[2], tok.fingerprint, kc.to_json(),
+  fp = _fingerprint("extract", encoder.fingerprint, pretrained.fingerprint, tok.fingerprint,
+                    kc.to_json(),
                     config.encoder.pooling, config.seed, split.fingerprint())
   if artifacts.is_done(stage_dir, fp, log, "extract"):
     log(f"extract: reusing finished stage ({stage_dir})")
     return load_knowledge(wd)
   _claim(stage_dir, fp)
-  enc_cfg, params = upstream[0], upstream[1]
+  enc_cfg, params = encoder.config, encoder.params
   fields = data_load.split_list(kc.entity_fields)
   # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
   text_view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
@@ -332,14 +345,14 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   # Item knowledge depends on the weights and the text, not on the split: keyed without it,
   # so another protocol on the same data reuses the cached vectors (on Art+Office one
   # extraction is ~10 CPU minutes).
-  kfp = _fingerprint("item-knowledge", upstream[2], tok.fingerprint, kc.to_json(),
+  kfp = _fingerprint("item-knowledge", encoder.fingerprint, tok.fingerprint, kc.to_json(),
                      config.encoder.pooling, config.seed)
   ik = K.extract_item_knowledge(enc_cfg, kparams, tok.ids, tok.mask,
                                 pooling=str(config.encoder.pooling), entity_mode=mode,
                                 cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
-  pre = K.extract_item_knowledge(wp[0], wp[1], tok.ids, tok.mask,
+  pre = K.extract_item_knowledge(pretrained.config, pretrained.params, tok.ids, tok.mask,
                                  pooling=str(config.encoder.pooling), entity_mode="none",
-                                 cache_dir=cache, weights_fingerprint=wp[2])
+                                 cache_dir=cache, weights_fingerprint=pretrained.fingerprint)
   uk, has = K.user_knowledge(ik.vectors, ds, split, mode=str(kc.user_mode),
                              max_len=int(kc.user_max_len))
   arrays = {"user_knowledge": uk, "user_has": has}
@@ -358,13 +371,14 @@ def extract_stage(config, wd: Path, ds, tok, split, upstream, wp, log=print) -> 
   return load_knowledge(wd)
 
 
-def pretrained_encoder(config, wd: Path, wp):
+def pretrained_encoder(config, wd: Path, pretrained: StageEncoder | None) -> StageEncoder:
   """W_p, read back from disk: the arrays that entered adapt were donated to its train step.
   The pretrain stage's output when it trained, else the init_from weights."""
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
-  if wp is not None and (wd / "pretrain" / "DONE").exists() and int(config.pretrain.steps) > 0:
+  if (pretrained is not None and (wd / "pretrain" / "DONE").exists()
+      and int(config.pretrain.steps) > 0):
     enc_cfg, params = lm.stage_encoder(wd, "pretrain")
-    return enc_cfg, params, wp[2]
+    return StageEncoder(enc_cfg, params, pretrained.fingerprint)
   return initial_encoder(config)
 
 
