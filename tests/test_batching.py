@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from xdkt_jax.data.batching import Batcher, pad_sequences
+from xdkt_jax.data.batching import Batcher, fixed_shape_batches, pad_sequences
 
 
 def arrays(n=103):
@@ -22,6 +22,18 @@ def test_pad_sequences_keep_last_and_first():
   assert mask.sum(1).tolist() == [3, 0, 4]
   ids, _ = pad_sequences(off, items, 4, keep="first", pad_value=-1)
   assert ids[2].tolist() == [4, 5, 6, 7] and ids[0].tolist() == [1, 2, 3, -1]
+
+
+def test_fixed_shape_batches_cover_every_row_once_in_order_and_pad_with_the_fill():
+  arrays = {"ids": np.arange(14).reshape(7, 2), "mask": np.ones((7, 2), np.int8)}
+  got = list(fixed_shape_batches(arrays, 3, fill={"mask": 1}))
+  assert [k for _, k in got] == [3, 3, 1]
+  assert all(b["ids"].shape == (3, 2) and b["mask"].dtype == np.int8 for b, _ in got)
+  np.testing.assert_array_equal(np.concatenate([b["ids"][:k] for b, k in got]), arrays["ids"])
+  last, _ = got[-1]
+  np.testing.assert_array_equal(last["ids"][1:], 0)
+  np.testing.assert_array_equal(last["mask"][1:], 1)
+  assert list(fixed_shape_batches({"ids": np.zeros((0, 2))}, 3)) == []
 
 
 def test_deterministic_in_seed_and_epoch():

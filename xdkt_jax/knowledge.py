@@ -54,7 +54,7 @@ import numpy as np
 
 from xdkt_jax import artifacts, losses
 from xdkt_jax.data import leakage
-from xdkt_jax.data.batching import Batcher, pad_sequences
+from xdkt_jax.data.batching import Batcher, fixed_shape_batches, pad_sequences
 from xdkt_jax.data.schema import CrossDomainDataset, ItemTable
 from xdkt_jax.models.encoder import EncoderConfig
 from xdkt_jax.models.knowledge_head import (ENTITY_MODES, HistoryAttention,
@@ -374,13 +374,7 @@ def make_eval_fn(model: KnowledgeModel):
 def evaluate_knowledge(ev, params, data: dict, *, batch_size: int) -> dict:
   """L_k per labelled token, token accuracy and entity recall (accuracy on entity tokens)."""
   tot = np.zeros(5)
-  n = len(data["ids"])
-  for s in range(0, n, batch_size):
-    b = _rows(data, slice(s, s + batch_size))
-    k = len(b["ids"])
-    if k < batch_size:  # fixed shape; padded rows weigh nothing
-      b = {key: np.concatenate([v, np.zeros((batch_size - k,) + v.shape[1:], v.dtype)])
-           for key, v in b.items()}
+  for b, _ in fixed_shape_batches(data, batch_size):   # padded rows weigh nothing
     tot += np.asarray(jax.device_get(ev(params, b["ids"], b["mask"], b["labels"],
                                         b["weights"])), np.float64)
   return {"lk": tot[0] / max(tot[1], 1), "accuracy": tot[2] / max(tot[1], 1),
@@ -619,14 +613,11 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
     e, em = ents.get(d, (np.zeros((n, 1), np.int32), np.zeros((n, 1), np.int8)))
     bs = max(1, min(batch_size, n))
     chunks = []
-    for s in range(0, n, bs):
-      b = [ids[s:s + bs], mask[s:s + bs], e[s:s + bs], em[s:s + bs]]
-      k = len(b[0])
-      if k < bs:  # fixed shape (one compile); pad rows are all-mask so pooling stays finite
-        fill = [np.zeros((bs - k,) + x.shape[1:], x.dtype) for x in b]
-        fill[1] = np.ones_like(fill[1])
-        b = [np.concatenate([x, f]) for x, f in zip(b, fill)]
-      chunks.append(np.asarray(run(used, *b), np.float32)[:k])
+    # Padded rows get an all-ones mask, so pooling over them stays finite.
+    for b, k in fixed_shape_batches({"ids": ids, "mask": mask, "ents": e, "ent_mask": em}, bs,
+                                    fill={"mask": 1}):
+      chunks.append(np.asarray(run(used, b["ids"], b["mask"], b["ents"], b["ent_mask"]),
+                               np.float32)[:k])
     vecs[d] = (np.concatenate(chunks) if chunks
                else np.zeros((0, enc_cfg.hidden_size + (head_cfg.entity_dim
                                                         if entity_mode != "none" else 0)),
@@ -753,12 +744,8 @@ def user_knowledge(item_knowledge_by_domain: Mapping[str, np.ndarray], ds: Cross
   apply = jax.jit(lambda p, h, m, a: module.apply({"params": p}, h, m, a)[0])
   out = np.zeros((n_users, dim), np.float32)
   bs = max(1, min(batch_size, n_users))
-  for s in range(0, n_users, bs):
-    sl = slice(s, s + bs)
-    idx, m, a = hist.idx[sl], hist.mask[sl], hist.age[sl]
-    k = len(idx)
-    if k < bs:
-      pad = lambda x: np.concatenate([x, np.zeros((bs - k,) + x.shape[1:], x.dtype)])
-      idx, m, a = pad(idx), pad(m), pad(a)
-    out[s:s + k] = np.asarray(apply(attn_params, table[idx], m, a))[:k]
+  at = 0
+  for b, k in fixed_shape_batches({"idx": hist.idx, "mask": hist.mask, "age": hist.age}, bs):
+    out[at:at + k] = np.asarray(apply(attn_params, table[b["idx"]], b["mask"], b["age"]))[:k]
+    at += k
   return out, has

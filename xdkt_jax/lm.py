@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xdkt_jax import losses
-from xdkt_jax.data.batching import Batcher
+from xdkt_jax.data.batching import Batcher, fixed_shape_batches
 from xdkt_jax.data.tokenization import TokenizedItems, load_tokenizer
 from xdkt_jax.models import hf_weights
 from xdkt_jax.models.encoder import EncoderConfig, LanguageModel, pool
@@ -156,16 +156,12 @@ def make_nll_fn(model: LanguageModel, special: Special):
 
 def heldout_perplexity(nll_fn, params, data: dict, *, batch_size: int, seed: int) -> dict:
   """exp(Σ NLL / Σ predicted tokens) over `data`, with fixed masks (key derived from seed)."""
-  ids, mask = data["ids"], data["mask"]
   tot, n = 0.0, 0.0
   base = jax.random.PRNGKey(seed)
-  for i, s in enumerate(range(0, len(ids), batch_size)):
-    b_ids, b_mask = ids[s:s + batch_size], mask[s:s + batch_size]
-    pad = batch_size - len(b_ids)
-    if pad:  # fixed shape: padded rows have an all-zero mask, so they predict nothing
-      b_ids = np.concatenate([b_ids, np.zeros((pad, ids.shape[1]), ids.dtype)])
-      b_mask = np.concatenate([b_mask, np.zeros((pad, ids.shape[1]), mask.dtype)])
-    a, c = jax.device_get(nll_fn(params, b_ids, b_mask, jax.random.fold_in(base, i)))
+  # Padded rows have an all-zero mask, so they predict nothing.
+  batches = fixed_shape_batches({"ids": data["ids"], "mask": data["mask"]}, batch_size)
+  for i, (b, _) in enumerate(batches):
+    a, c = jax.device_get(nll_fn(params, b["ids"], b["mask"], jax.random.fold_in(base, i)))
     tot, n = tot + float(a), n + float(c)
   return {"nll": tot / max(n, 1.0), "perplexity": math.exp(tot / max(n, 1.0)),
           "n_tokens": int(n)}
@@ -316,11 +312,9 @@ def embed_texts(enc_cfg: EncoderConfig, params, ids: np.ndarray, mask: np.ndarra
   n = len(ids)
   out = np.zeros((n, enc_cfg.hidden_size), np.float32)
   bs = max(1, min(batch_size, n))
-  for s in range(0, n, bs):
-    b_ids, b_mask = ids[s:s + bs], mask[s:s + bs]
-    k = len(b_ids)
-    if k < bs:
-      b_ids = np.concatenate([b_ids, np.zeros((bs - k, ids.shape[1]), ids.dtype)])
-      b_mask = np.concatenate([b_mask, np.ones((bs - k, ids.shape[1]), mask.dtype)])
-    out[s:s + k] = np.asarray(enc(params, b_ids, b_mask))[:k]
+  at = 0
+  # Padded rows get an all-ones mask, so pooling over them stays finite.
+  for b, k in fixed_shape_batches({"ids": ids, "mask": mask}, bs, fill={"mask": 1}):
+    out[at:at + k] = np.asarray(enc(params, b["ids"], b["mask"]))[:k]
+    at += k
   return out
