@@ -135,24 +135,6 @@ def test_resume_order_workdir_then_init_from_then_scratch(tmp_path):
   assert got.source == 'scratch' and got.data == {'step': 0}
 
 
-def test_eval_step_has_no_donation_and_returns_scalars():
-  cfg = harness.toy_config()
-  mesh, state, sharding, _ = _setup(harness.toy_loss_fn, cfg)
-
-  def eval_fn(params, batch):
-    logits = harness.ToyModel().apply({'params': params}, batch['tokens'],
-                                      train=False)
-    return {'loss': optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['labels']).mean()}
-  eval_step = steps_lib.make_eval_step(
-      eval_fn, mesh=mesh, state_sharding=sharding,
-      batch_sharding=mesh_lib.batch_sharding(mesh), rules=cfg.rules)
-  batch = mesh_lib.shard_batch(harness.toy_batch(0),
-                               mesh_lib.batch_sharding(mesh))
-  m1, m2 = eval_step(state, batch), eval_step(state, batch)
-  assert float(m1['loss']) == float(m2['loss']) and m1['loss'].shape == ()
-
-
 class _NormModel(harness.nn.Module):
   """Toy with a mutable `batch_stats` collection (BatchNorm)."""
 

@@ -27,8 +27,8 @@ the other fields: those are context x_ij, not targets (a category word would oth
 labelled "none" here and the entity in the title, a contradiction).
 
 ITEM KNOWLEDGE (`extract_item_knowledge`): the pooled W_k-encoder vector, optionally
-concatenated with the item's entity vector (predicted: expected entity embedding under the
-tagger; actual: mean embedding of its known entities), cached on disk per item under a
+concatenated with the item's entity vector (its expected entity embedding under the tagger),
+cached on disk per item under a
 fingerprint of weights + tokenised text + settings.
 
 USER KNOWLEDGE (`user_knowledge`): aggregation of the knowledge of the items a user has in
@@ -525,11 +525,6 @@ def _arrays_digest(h, arrays: Mapping[str, np.ndarray]):
     h.update(a.tobytes())
 
 
-def _pad_entities(csr, max_entities: int):
-  off, ids = csr
-  return pad_sequences(off, ids, max_entities, keep="first")
-
-
 def _save_npy_atomic(path: Path, arr: np.ndarray):
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
   with open(tmp, "wb") as f:
@@ -544,9 +539,8 @@ def _knowledge_runner(enc_cfg, head_cfg, pooling, entity_mode):
   model = KnowledgeModel(enc_cfg, head_cfg)
 
   @jax.jit
-  def run(p, ids, mask, e, em):
+  def run(p, ids, mask):
     pooled, ent = model.apply({"params": p}, ids, mask, pooling=pooling, entity_mode=entity_mode,
-                              entities_BxM=e, entity_mask_BxM=em,
                               method=KnowledgeModel.knowledge)
     return pooled if ent is None else jnp.concatenate([pooled, ent], -1)
 
@@ -555,8 +549,7 @@ def _knowledge_runner(enc_cfg, head_cfg, pooling, entity_mode):
 
 def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mapping[str, np.ndarray],
                            mask_by_domain: Mapping[str, np.ndarray], *, pooling: str = "mean",
-                           entity_mode: str = "none", item_entities_by_domain=None,
-                           max_entities: int = 16, cache_dir: str | Path | None = None,
+                           entity_mode: str = "none", cache_dir: str | Path | None = None,
                            weights_fingerprint: str | None = None,
                            batch_size: int = 256) -> ItemKnowledge:
   """Per domain float32 [n_items, D] knowledge: [pooled encoder vector ; entity vector].
@@ -574,20 +567,13 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
       raise ValueError(f"entity_mode={entity_mode!r} needs knowledge-head params "
                        "(train_knowledge's output)")
     used["knowledge_head"] = params["knowledge_head"]
-  if entity_mode == "actual" and item_entities_by_domain is None:
-    raise ValueError("entity_mode='actual' needs item_entities_by_domain (item_entities())")
   domains = list(ids_by_domain)
   h = hashlib.sha256(b"xdkt-knowledge-v1")
   h.update((weights_fingerprint or params_fingerprint(used)).encode())
   h.update(json.dumps(enc_cfg.to_hf(), sort_keys=True).encode())
-  h.update(f"{pooling}|{entity_mode}|{max_entities}|{domains}".encode())
+  h.update(f"{pooling}|{entity_mode}|{domains}".encode())
   _arrays_digest(h, {f"ids/{d}": ids_by_domain[d] for d in domains})
   _arrays_digest(h, {f"mask/{d}": mask_by_domain[d] for d in domains})
-  ents = {}
-  if entity_mode == "actual":
-    ents = {d: _pad_entities(item_entities_by_domain[d], max_entities) for d in domains}
-    _arrays_digest(h, {f"ent/{d}": ents[d][0] for d in domains})
-    _arrays_digest(h, {f"entm/{d}": ents[d][1] for d in domains})
   fp = h.hexdigest()[:20]
 
   folder = Path(cache_dir).expanduser() / f"knowledge-{fp}" if cache_dir else None
@@ -610,14 +596,11 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
   for d in domains:
     ids, mask = ids_by_domain[d], mask_by_domain[d]
     n = len(ids)
-    e, em = ents.get(d, (np.zeros((n, 1), np.int32), np.zeros((n, 1), np.int8)))
     bs = max(1, min(batch_size, n))
     chunks = []
     # Padded rows get an all-ones mask, so pooling over them stays finite.
-    for b, k in fixed_shape_batches({"ids": ids, "mask": mask, "ents": e, "ent_mask": em}, bs,
-                                    fill={"mask": 1}):
-      chunks.append(np.asarray(run(used, b["ids"], b["mask"], b["ents"], b["ent_mask"]),
-                               np.float32)[:k])
+    for b, k in fixed_shape_batches({"ids": ids, "mask": mask}, bs, fill={"mask": 1}):
+      chunks.append(np.asarray(run(used, b["ids"], b["mask"]), np.float32)[:k])
     vecs[d] = (np.concatenate(chunks) if chunks
                else np.zeros((0, enc_cfg.hidden_size + (head_cfg.entity_dim
                                                         if entity_mode != "none" else 0)),

@@ -25,7 +25,7 @@ def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   The same token-level NLL serves pre-training (L_p, W = W_p) and domain-adaptive fine-tuning
   on source + target text (L_t, W = W_t initialised from W_p).  `weights_BxL` is 1 exactly at
   predicted positions: masked positions for the masked LM, non-pad next-token positions for the
-  causal LM (see `mlm_inputs` / `causal_lm_inputs`); padding never contributes.  Dividing by
+  causal LM (see `mlm_select` / `causal_lm_inputs`); padding never contributes.  Dividing by
   Σ w (not B·L) makes the value a per-token NLL, so exp(loss) is the perplexity.
 
   Returns (loss, {"nll_sum", "n_tokens", "accuracy"}) — the sums let an evaluator pool exact
@@ -41,25 +41,6 @@ def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   correct = jnp.sum(_ranked_first(logits, targets_BxL) * w)
   denom = jnp.maximum(n, 1.0)
   return nll_sum / denom, {"nll_sum": nll_sum, "n_tokens": n, "accuracy": correct / denom}
-
-
-def mlm_inputs(rng: jax.Array, *, ids_BxL: jax.Array, mask_BxL: jax.Array, mask_token_id: int,
-               vocab_size: int, special_ids_S: jax.Array, mask_prob: float = 0.15):
-  """BERT masking: choose mask_prob of the real, non-special tokens; of those 80% → [MASK],
-  10% → a random token, 10% unchanged.  Returns (inputs_BxL, targets_BxL, weights_BxL).
-
-  Choice is per token (Bernoulli), as in BERT's original recipe; a sequence may get none.
-  """
-  k_sel, k_split, k_rand = jax.random.split(rng, 3)
-  real = (mask_BxL > 0) & ~jnp.isin(ids_BxL, special_ids_S)
-  chosen = real & (jax.random.uniform(k_sel, ids_BxL.shape) < mask_prob)
-  u = jax.random.uniform(k_split, ids_BxL.shape)
-  to_mask = chosen & (u < 0.8)
-  to_rand = chosen & (u >= 0.8) & (u < 0.9)
-  rand_tok = jax.random.randint(k_rand, ids_BxL.shape, 0, vocab_size, dtype=ids_BxL.dtype)
-  inputs = jnp.where(to_mask, jnp.asarray(mask_token_id, ids_BxL.dtype), ids_BxL)
-  inputs = jnp.where(to_rand, rand_tok, inputs)
-  return inputs, ids_BxL, chosen.astype(jnp.float32)
 
 
 def mlm_select(rng: jax.Array, *, ids_BxL: jax.Array, mask_BxL: jax.Array, mask_token_id: int,

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from xdkt_jax.models.partitioning import NORMAL_002
 from xdkt_jax.models.encoder import Encoder, EncoderConfig, pool
 
-ENTITY_MODES = ("none", "predicted", "actual")
+ENTITY_MODES = ("none", "predicted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +88,6 @@ def expected_entity_vector(logits_BxLxK, mask_BxL, table_KxD):
   return total / jnp.maximum(mass, 1.0)[:, None]
 
 
-def actual_entity_vector(entities_BxM, entity_mask_BxM, table_KxD):
-  """Mean embedding of the item's known entities (ids into the table; masked; 0 if none)."""
-  m = entity_mask_BxM.astype(jnp.float32)
-  vecs = jnp.take(table_KxD, entities_BxM, axis=0) * m[..., None]
-  return vecs.sum(1) / jnp.maximum(m.sum(1), 1.0)[:, None]
-
-
 class KnowledgeModel(nn.Module):
   """Encoder (LanguageModel-compatible params) + KnowledgeHead."""
   enc: EncoderConfig
@@ -119,7 +112,7 @@ class KnowledgeModel(nn.Module):
     return self.knowledge_head(h, deterministic=deterministic)
 
   def knowledge(self, ids_BxL, mask_BxL, *, pooling: str = "mean",
-                entity_mode: str = "none", entities_BxM=None, entity_mask_BxM=None):
+                entity_mode: str = "none"):
     """(pooled encoder vector [B, D], entity vector [B, D_k] or None), float32."""
     h = self.encode(ids_BxL, mask_BxL, deterministic=True)
     pooled = pool(h, mask_BxL, pooling)
@@ -129,8 +122,6 @@ class KnowledgeModel(nn.Module):
     if entity_mode == "predicted":
       logits = self.knowledge_head(h, deterministic=True)
       return pooled, expected_entity_vector(logits, mask_BxL, table)
-    if entity_mode == "actual":
-      return pooled, actual_entity_vector(entities_BxM, entity_mask_BxM, table)
     raise ValueError(f"entity_mode must be one of {ENTITY_MODES}, got {entity_mode!r}")
 
 

@@ -45,25 +45,13 @@ class SASRecModel:
       u, items = user_and_items(params, extra, tokens, mask, users)
       return u @ items.T
 
-    self._user_and_items, self._scores = user_and_items, scores
+    self._scores = scores
     self._needs_users = getattr(module, "n_source_items", 0) > 0
 
   def _users(self, batch, b: int):
     if not self._needs_users:
       return None
     return np.asarray(batch["user"], np.int32) if "user" in batch else np.zeros(b, np.int32)
-
-  def user_repr(self, batch):
-    """[B, D] hidden state at the last real token (the BOS state for an empty history)."""
-    tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
-                                max_len=self.module.max_len, bucket=True)
-    return self._user_and_items(self.params, self.extra, tokens, mask,
-                                self._users(batch, len(tokens)))[0]
-
-  def item_repr(self):
-    tokens = np.full((1, 1), self.n_items, np.int32)
-    return self._user_and_items(self.params, self.extra, tokens, np.ones((1, 1), np.int8),
-                                self._users({}, 1))[1]
 
   def score(self, batch) -> np.ndarray:
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,

@@ -136,8 +136,6 @@ def train_loop(
     block_every_step: bool | None = None,
     progress: bool = True,
     handle_sigterm: bool = True,
-    eval_every: int = 0,
-    eval_fn: Callable[[Any], dict] | None = None,
 ) -> LoopResult:
   """Runs `train_step` from ``state.step`` up to `total_steps`.
 
@@ -216,11 +214,6 @@ def train_loop(
           fetch(pending)
           pending = None
           checkpoint(step, force=stop)
-        if eval_fn is not None and eval_every and step % eval_every == 0:
-          eval_metrics = jax.device_get(eval_fn(state))
-          if writer is not None:
-            writer.write_scalars(step, {f'eval/{k}': v
-                                        for k, v in eval_metrics.items()})
         if stop:
           preempted = True
           break

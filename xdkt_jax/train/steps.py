@@ -112,31 +112,3 @@ def make_train_step(
       out_shardings=(state_sharding, replicated),
       donate_argnums=(0,) if donate else ())
   return _bind_mesh(jitted, mesh, rules, constrain_activations)
-
-
-def make_eval_step(
-    eval_fn: Callable[..., dict[str, Any]],
-    *,
-    mesh,
-    state_sharding,
-    batch_sharding,
-    rules=None,
-    constrain_activations: bool = False,
-):
-  """Returns jitted ``eval_step(state, batch) -> metrics`` (no donation).
-
-  `eval_fn(params, batch)` (or ``(params, batch, extra)`` when the state has
-  extra collections) returns a dict of scalars over the global batch.
-  """
-  replicated = mesh_lib.replicated(mesh)
-
-  def eval_step(state, batch):
-    if state.extra is None:
-      metrics = eval_fn(state.params, batch)
-    else:
-      metrics = eval_fn(state.params, batch, state.extra)
-    return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-
-  jitted = jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
-                   out_shardings=replicated)
-  return _bind_mesh(jitted, mesh, rules, constrain_activations)
