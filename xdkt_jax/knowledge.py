@@ -394,7 +394,7 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
   from xdkt_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
   from xdkt_jax.train import loop as loop_lib
   from xdkt_jax.train import mesh as mesh_lib
-  from xdkt_jax.train import optim, state as state_lib, steps as steps_lib
+  from xdkt_jax.train import trainer as trainer_lib
   tcfg = tcfg or KnowledgeTrainConfig()
   head_cfg = KnowledgeHeadConfig(num_labels=int(num_labels), entity_dim=int(tcfg.entity_dim),
                                  dropout=float(tcfg.dropout))
@@ -414,35 +414,19 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
   init_fn = lambda rng: model.init(rng, jnp.zeros((1, L), jnp.int32), jnp.ones((1, L), jnp.int32))
 
   steps = int(tcfg.steps)
-  warmup = int(tcfg.warmup_steps)
-  warmup = steps // 10 if warmup < 0 else min(warmup, max(steps - 1, 0))
-  opt_cfg = dict(lr=float(tcfg.lr), warmup_steps=warmup, total_steps=max(steps, 1),
-                 schedule=tcfg.schedule, weight_decay=float(tcfg.weight_decay), clip_norm=1.0,
+  opt_cfg = dict(lr=float(tcfg.lr), warmup_steps=trainer_lib.warmup_steps(tcfg.warmup_steps, steps),
+                 total_steps=max(steps, 1), schedule=tcfg.schedule,
+                 weight_decay=float(tcfg.weight_decay), clip_norm=1.0,
                  freeze=[] if tcfg.finetune_encoder else [r"^encoder/"])
-  abstract_params = state_lib.unbox(jax.eval_shape(init_fn, jax.random.PRNGKey(0)))["params"]
-  tx = optim.make_optimizer(opt_cfg, abstract_params)
-  key = jax.random.PRNGKey(int(tcfg.seed))
-  abstract, sharding = state_lib.abstract_state_and_sharding(init_fn, tx, key, mesh, rules)
 
-  def fresh():
-    st, _ = state_lib.create_train_state(init_fn, tx, key, mesh, rules)
-    if enc_params is not None:
-      # A jitted copy: the train step donates the state, and the caller's arrays must survive.
-      enc = jax.jit(lambda t: jax.tree.map(jnp.copy, t),
-                    out_shardings=sharding.params["encoder"])(enc_params["encoder"])
-      st = st.replace(params={**st.params, "encoder": enc})
-    return st
+  def start(state, sharding):
+    if enc_params is None:
+      return state
+    # A jitted copy: the train step donates the state, and the caller's arrays must survive.
+    enc = jax.jit(lambda t: jax.tree.map(jnp.copy, t),
+                  out_shardings=sharding.params["encoder"])(enc_params["encoder"])
+    return state.replace(params={**state.params, "encoder": enc})
 
-  mngr = ckpt_lib.make_manager(Path(ckpt_dir), ckpt_cfg) if ckpt_dir else None
-  if mngr is not None:
-    resumed = ckpt_lib.restore_or_init(mngr, abstract, fresh)
-    state, data_pos = resumed.state, resumed.data
-  else:
-    state, data_pos = fresh(), {"step": 0}
-  bs = min(int(tcfg.batch_size), len(pooled["ids"]))
-  batcher = Batcher(pooled, bs, seed=int(tcfg.seed))
-  data = loop_lib.StepIndexedData(batcher.batch_at, batcher.steps_per_epoch)
-  data.set_state(data_pos)
   freeze_encoder = not tcfg.finetune_encoder
 
   def loss_fn(params, batch, rng):
@@ -456,6 +440,16 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
     return loss, {"accuracy": jnp.sum(hit * w) / jnp.maximum(w.sum(), 1.0),
                   "entity_recall": jnp.sum(hit * we) / jnp.maximum(we.sum(), 1.0)}
 
+  trainer = trainer_lib.build(
+      init_fn, loss_fn, opt_cfg, init_key=jax.random.PRNGKey(int(tcfg.seed)), mesh=mesh,
+      rules=rules, start=start,
+      ckpt_mngr=ckpt_lib.make_manager(Path(ckpt_dir), ckpt_cfg) if ckpt_dir else None)
+  data_pos = trainer.data_position
+  bs = min(int(tcfg.batch_size), len(pooled["ids"]))
+  batcher = Batcher(pooled, bs, seed=int(tcfg.seed))
+  data = loop_lib.StepIndexedData(batcher.batch_at, batcher.steps_per_epoch)
+  data.set_state(data_pos)
+
   ev = make_eval_fn(model)
   ebs, cap = int(tcfg.eval_batch_size), int(tcfg.eval_max_items)
 
@@ -464,26 +458,17 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
                    for d, a in parts[part].items() if len(a["ids"])}
             for part in ("train", "heldout")}
 
-  before = evaluate(fresh().params if data.step else state.params)
-  step_fn = steps_lib.make_train_step(
-      loss_fn, tx, mesh=mesh, state_sharding=sharding,
-      batch_sharding=mesh_lib.batch_sharding(mesh), rules=rules,
-      lr_schedule=optim.make_schedule(opt_cfg))
+  before = evaluate(trainer.fresh().params if data.step else trainer.state.params)
   writer = None
   if ckpt_dir:
     from xdkt_jax.train.writers import MetricWriter  # pylint: disable=import-outside-toplevel
     writer = MetricWriter(str(Path(ckpt_dir).parent / "logs"))
-  result = loop_lib.train_loop(state=state, train_step=step_fn, data=data, rng=key,
-                               total_steps=steps, ckpt_mngr=mngr, writer=writer,
-                               log_every=int(tcfg.log_every),
-                               batch_sharding=mesh_lib.batch_sharding(mesh),
-                               progress=bool(tcfg.progress))
-  if writer is not None:
-    writer.close()
-  if result.preempted:
-    from xdkt_jax.lm import Preempted  # pylint: disable=import-outside-toplevel
-    raise Preempted(f"knowledge: stopped at step {result.step} on SIGTERM; checkpoint saved, "
-                    "rerun the same command to resume")
+  try:
+    result = trainer.run(data, total_steps=steps, stage="knowledge", writer=writer,
+                         log_every=int(tcfg.log_every), progress=bool(tcfg.progress))
+  finally:
+    if writer is not None:
+      writer.close()
   params = jax.device_get(result.state.params)
   after = evaluate(params)
   for d, m in after["heldout"].items():

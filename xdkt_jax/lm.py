@@ -33,13 +33,11 @@ from xdkt_jax.models.encoder import EncoderConfig, LanguageModel, pool
 from xdkt_jax.train import checkpoint as ckpt_lib
 from xdkt_jax.train import loop as loop_lib
 from xdkt_jax.train import mesh as mesh_lib
-from xdkt_jax.train import optim, state as state_lib, steps as steps_lib
+from xdkt_jax.train import optim
+from xdkt_jax.train import trainer as trainer_lib
 from xdkt_jax.train.writers import MetricWriter
 
 log = logging.getLogger(__name__)
-
-
-from xdkt_jax.stopping import Preempted  # noqa: E402,F401  (re-exported: lm.Preempted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,52 +225,40 @@ def train_lm(config, stage_cfg, enc_cfg: EncoderConfig, init_params, corpus: Cor
   init_fn = lambda rng: model.init(rng, *dummy)
 
   steps = int(stage_cfg.steps)
-  warmup = int(stage_cfg.warmup_steps)
-  warmup = steps // 10 if warmup < 0 else min(warmup, max(steps - 1, 0))
-  opt_cfg = dict(lr=float(stage_cfg.lr), warmup_steps=warmup,
+  opt_cfg = dict(lr=float(stage_cfg.lr),
+                 warmup_steps=trainer_lib.warmup_steps(stage_cfg.warmup_steps, steps),
                  total_steps=max(steps, 1), schedule=stage_cfg.schedule,
                  weight_decay=float(stage_cfg.weight_decay), clip_norm=1.0,
                  freeze=freeze, grad_accum=int(stage_cfg.get("grad_accum", 1)))
-  abstract_params = state_lib.unbox(jax.eval_shape(init_fn, jax.random.PRNGKey(0)))["params"]
-  tx = optim.make_optimizer(opt_cfg, abstract_params)
-  key = jax.random.PRNGKey(seed)
-  abstract, sharding = state_lib.abstract_state_and_sharding(init_fn, tx, key, mesh, rules)
 
-  def fresh():
-    st, _ = state_lib.create_train_state(init_fn, tx, key, mesh, rules)
-    if init_params is not None:
-      st = st.replace(params=jax.device_put(init_params, sharding.params))
-    return st
+  def start(state, sharding):
+    if init_params is None:
+      return state
+    return state.replace(params=jax.device_put(init_params, sharding.params))
 
-  mngr = ckpt_lib.make_manager(stage_dir / "ckpt", config.ckpt)
-  resumed = ckpt_lib.restore_or_init(mngr, abstract, fresh)
-  state = resumed.state
+  loss_fn = optim.stop_frozen_gradients(make_loss_fn(model, special), freeze)
+  trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=jax.random.PRNGKey(seed),
+                              mesh=mesh, rules=rules, start=start,
+                              ckpt_mngr=ckpt_lib.make_manager(stage_dir / "ckpt", config.ckpt))
   batches = MixedBatches(corpus, bs, seed=seed, target=target, ratio=ratio)
   data = loop_lib.StepIndexedData(batches.batch_at)
-  data.set_state(resumed.data)
+  data.set_state(trainer.data_position)
 
   # "before" is always the stage's starting weights, also when resuming mid-stage.
-  start_params = fresh().params if resumed.source == "workdir" else state.params
+  start_params = (trainer.fresh().params if trainer.resumed_from == "workdir"
+                  else trainer.state.params)
   nll_fn = make_nll_fn(model, special)
   before = perplexity_by_domain(nll_fn, start_params, corpus, batch_size=eval_bs, seed=seed)
-  loss_fn = optim.stop_frozen_gradients(make_loss_fn(model, special), freeze)
-  step_fn = steps_lib.make_train_step(
-      loss_fn, tx, mesh=mesh, state_sharding=sharding,
-      batch_sharding=mesh_lib.batch_sharding(mesh), rules=rules,
-      lr_schedule=optim.make_schedule(opt_cfg))
   writer = MetricWriter(str(stage_dir / "logs"))
-  result = loop_lib.train_loop(state=state, train_step=step_fn, data=data, rng=key,
-                               total_steps=steps, ckpt_mngr=mngr, writer=writer,
-                               log_every=int(config.get("log_every", 10)),
-                               batch_sharding=mesh_lib.batch_sharding(mesh),
-                               progress=bool(config.get("progress", True)))
-  writer.close()
-  if result.preempted:
-    raise Preempted(f"{stage_dir.name}: stopped at step {result.step} on SIGTERM; "
-                    "checkpoint saved, rerun the same command to resume")
+  try:
+    result = trainer.run(data, total_steps=steps, stage=stage_dir.name, writer=writer,
+                         log_every=int(config.get("log_every", 10)),
+                         progress=bool(config.get("progress", True)))
+  finally:
+    writer.close()
   params = jax.device_get(result.state.params)
   after = perplexity_by_domain(nll_fn, params, corpus, batch_size=eval_bs, seed=seed)
-  metrics = {"steps": steps, "resumed_from": resumed.source,
+  metrics = {"steps": steps, "resumed_from": trainer.resumed_from,
              "heldout_perplexity_before": {d: v["perplexity"] for d, v in before.items()},
              "heldout_perplexity_after": {d: v["perplexity"] for d, v in after.items()},
              "heldout_tokens": {d: v["n_tokens"] for d, v in after.items()},

@@ -24,11 +24,8 @@ from xdkt_jax.models.xdkt import ITEM_ALIGNS, XDKTRec
 from xdkt_jax.recommenders import selection
 from xdkt_jax.recommenders.baselines import common
 from xdkt_jax.recommenders.scoring import SASRecModel
-from xdkt_jax.train import loop as loop_lib
 from xdkt_jax.train import mesh as mesh_lib
-from xdkt_jax.train import optim as optim_lib
-from xdkt_jax.train import state as state_lib
-from xdkt_jax.train import steps as steps_lib
+from xdkt_jax.train import trainer as trainer_lib
 
 # steps > 0 overrides epochs.  `batch` counts PACKED rows of max_len tokens.  Where these
 # values were chosen: benchmarks/RESULTS.md ("SASRec defaults").
@@ -159,14 +156,9 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
                  total_steps=total, weight_decay=float(o.weight_decay),
                  clip_norm=float(o.clip_norm))
-  key = jax.random.PRNGKey(seed)
-  k_init, k_train = jax.random.split(key)
-  abstract_params = state_lib.unbox(jax.eval_shape(init_fn, k_init))["params"]
-  tx = optim_lib.make_optimizer(opt_cfg, abstract_params)
-  rules = mesh_lib.DEFAULT_RULES
-  state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
-  if consts:
-    state = state.replace(extra=jax.device_put({"consts": consts}, sharding.extra))
+  k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
+  # The loss reads the state's other variable collections when the model has any.
+  has_extra = bool(consts) or len(jax.eval_shape(init_fn, k_init)) > 1
   if transfer:
     loss_fn = objectives.xdkt_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
@@ -176,10 +168,16 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   else:
     loss_fn = objectives.next_item_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-        has_extra=state.extra is not None, first_item_loss=bool(o.first_item_loss))
-  batch_sharding = mesh_lib.batch_sharding(mesh)
-  step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
-                                   batch_sharding=batch_sharding, rules=rules)
+        has_extra=has_extra, first_item_loss=bool(o.first_item_loss))
+
+  def start(state, sharding):
+    if not consts:
+      return state
+    return state.replace(extra=jax.device_put({"consts": consts}, sharding.extra))
+
+  trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=k_init, loop_key=k_train,
+                              mesh=mesh, rules=mesh_lib.DEFAULT_RULES, start=start,
+                              log_lr=False)
   loss_log = []
 
   class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
@@ -189,25 +187,24 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
     def flush(self):
       pass
 
-  def train_to(state, start: int, stop: int):
+  def train_to(state, first: int, stop: int):
     # Host batches come from a background thread, two ahead (no checkpoint here, so the
     # step-indexed resumable source is not needed); batch_at(step) makes chunks seamless.
-    return loop_lib.train_loop(
-        state=state, train_step=step, data=batcher.iterate(start, stop - start, prefetch=2),
-        rng=k_train, total_steps=stop, batch_sharding=batch_sharding, writer=_Writer(),
-        log_every=1, progress=False, handle_sigterm=False)
+    return trainer.run(batcher.iterate(first, stop - first, prefetch=2), state=state,
+                       total_steps=stop, stage="sasrec", writer=_Writer(), log_every=1,
+                       progress=False, handle_sigterm=False)
 
   t0 = time.time()
   select = {}
   if o.select_epoch:
     result, select = selection.train_selecting_epoch(
-        train_to, state, total=total, steps_per_epoch=batcher.steps_per_epoch,
+        train_to, trainer.state, total=total, steps_per_epoch=batcher.steps_per_epoch,
         scorer=SASRecModel(module, None, None, n_items, np.zeros(0, np.float32), {}),
         valid=selection.valid_arrays(ds, split, target, str(o.exclude_history)),
         n_items=n_items, metric=str(o.select_metric), patience=int(o.patience))
     params, extra = select.pop("params"), select.pop("extra")
   else:
-    result = train_to(state, 0, total)
+    result = train_to(trainer.state, 0, total)
     params = jax.device_get(result.state.params)
     extra = None if result.state.extra is None else jax.device_get(result.state.extra)
   seconds = time.time() - t0
