@@ -129,8 +129,7 @@ def build_sasrec_step(size: dict, *, dropout: float, seed: int = 0, dtype: str =
   rules = mesh_lib.DEFAULT_RULES
   state, sharding = state_lib.create_train_state(init_fn, tx, k_init, mesh, rules)
   loss_fn = objectives.next_item_objective(module, kind=str(o["loss"]),
-                                           num_negatives=int(o["num_negatives"]),
-                                           has_extra=state.extra is not None)
+                                           num_negatives=int(o["num_negatives"]))
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=batch_sharding, rules=rules)

@@ -183,9 +183,9 @@ def test_first_item_loss_off_drops_exactly_the_bos_positions():
   inputs[1, 6] = N_ITEMS                       # a second window packed into row 1
   batch = {"inputs": inputs, "targets": rng.integers(0, N_ITEMS, (3, 10)).astype(np.int32),
            "mask": np.ones((3, 10), np.int8), "example_mask": np.ones(3, bool)}
-  off = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0, has_extra=False,
-                            first_item_loss=False)
-  on = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0, has_extra=False)
+  off = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0,
+                                       first_item_loss=False)
+  on = objectives.next_item_objective(m, kind="full_softmax", num_negatives=0)
   key = jax.random.PRNGKey(0)
   # Same forward pass, BOS targets weighted out: compare with masking them via example rows.
   l_off = float(off(v["params"], batch, key)[0])
@@ -269,7 +269,7 @@ def test_train_step_compiles_once(world):
   tx = optim_lib.make_optimizer(dict(lr=1e-3, schedule="constant"), params)
   state, sharding = state_lib.create_train_state(init_fn, tx, jax.random.PRNGKey(0), mesh)
   loss_fn = chex.assert_max_traces(
-      objectives.next_item_objective(module, kind="full_softmax", num_negatives=0, has_extra=False), n=1)
+      objectives.next_item_objective(module, kind="full_softmax", num_negatives=0), n=1)
   bs = mesh_lib.batch_sharding(mesh)
   step = steps_lib.make_train_step(loss_fn, tx, mesh=mesh, state_sharding=sharding,
                                    batch_sharding=bs)
@@ -314,7 +314,7 @@ def test_text_and_fused_modes_and_score_shape(world):
     s = m.score(batch)
     assert s.shape == (5, n) and np.isfinite(s).all(), mode
     # The fixed vectors ride along untrained in the 'consts' collection.
-    np.testing.assert_array_equal(m.extra["consts"]["item_vectors"], vecs)
+    np.testing.assert_array_equal(m.consts["consts"]["item_vectors"], vecs)
   with pytest.raises(ValueError, match="item_vectors"):
     sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode="text"))
   with pytest.raises(ValueError, match="unknown option"):
@@ -367,7 +367,7 @@ def test_select_epoch_keeps_the_best_valid_epoch(world):
 
 class _Result:
   def __init__(self, epoch):
-    self.state = type("S", (), {"params": np.int32(epoch), "extra": None})()
+    self.state = type("S", (), {"params": np.int32(epoch)})()
     self.step = epoch
 
 
@@ -381,7 +381,7 @@ def test_select_epoch_patience_on_a_constructed_curve():
   hits = {1: 2, 2: 5, 3: 5, 4: 6, 5: 3, 6: 1, 7: 9}   # epoch -> users ranked first
 
   class Scorer:
-    params = extra = None
+    params = None
 
     def score(self, batch):
       top = batch["user"] < hits[int(self.params)]

@@ -19,19 +19,22 @@ from xdkt_jax.models.xdkt import ITEM_ALIGNS, XDKTRec
 TRACE_COUNTS = {"loss": 0}
 
 
-def model_variables(params, extra):
-  return {"params": params, **(extra or {})}
+def model_variables(params, consts):
+  """Flax variables from the trained params and the constant collections ({'consts': …})."""
+  return {"params": params, **(consts or {})}
 
 
-def next_item_objective(module: SASRec, *, kind: str, num_negatives: int, has_extra: bool,
-                 first_item_loss: bool = True):
-  """loss_fn for steps.make_train_step: L_f at every position of every window.  Without
+def next_item_objective(module: SASRec, *, kind: str, num_negatives: int,
+                        first_item_loss: bool = True):
+  """loss_fn(params, batch, rng, consts=None) -> (loss, metrics) for steps.make_train_step:
+  L_f at every position of every window.  `consts`: the model's constant collections (item
+  vectors in the text / fused modes).  Without
   `first_item_loss` the positions whose input is BOS (predicting a user's first item from
   nothing) carry no loss: the training task of prefix-based trainers such as RecBole's."""
-  def loss(params, batch, rng, extra=None):
+  def loss(params, batch, rng, consts=None):
     TRACE_COUNTS["loss"] += 1
     k_drop, k_neg = jax.random.split(rng)
-    h, items = module.apply(model_variables(params, extra), batch["inputs"], batch["mask"],
+    h, items = module.apply(model_variables(params, consts), batch["inputs"], batch["mask"],
                             segments_BxL=batch.get("segments"),
                             positions_BxL=batch.get("positions"),
                             deterministic=False, rngs={"dropout": k_drop})
@@ -41,12 +44,9 @@ def next_item_objective(module: SASRec, *, kind: str, num_negatives: int, has_ex
     value, metrics = losses.transfer_loss(
         user_repr_BxD=h, item_emb_NxD=items, target_B=batch["targets"], weights_B=w,
         kind=kind, rng=k_neg, num_negatives=num_negatives)
-    metrics = {k: v for k, v in metrics.items() if k in ("accuracy",)}
-    return (value, (metrics, extra)) if has_extra else (value, metrics)
+    return value, {k: v for k, v in metrics.items() if k in ("accuracy",)}
 
-  if has_extra:
-    return loss
-  return lambda params, batch, rng: loss(params, batch, rng)
+  return loss
 
 
 def segment_end(segments_BxL, mask_BxL):
@@ -59,7 +59,7 @@ def segment_end(segments_BxL, mask_BxL):
 def xdkt_objective(module: XDKTRec, *, kind: str, num_negatives: int, align_weight: float,
                  temperature: float, align_items: int, adversarial_lambda: float = 1.0,
                  source_weight: float = 0.0):
-  """loss_fn(params, batch, rng, extra) for steps.make_train_step:
+  """loss_fn(params, batch, rng, consts) -> (loss, metrics) for steps.make_train_step:
 
     L = L_f(h') + λ·L_align + μ·L_f(z)
 
@@ -67,10 +67,10 @@ def xdkt_objective(module: XDKTRec, *, kind: str, num_negatives: int, align_weig
   of the user (z_u · e_n, full softmax): the EMCDR idea — the source view must map onto target
   taste — as a training signal at every position, not only at the few early positions where
   the fused state depends on z most."""
-  def loss(params, batch, rng, extra):
+  def loss(params, batch, rng, consts):
     TRACE_COUNTS["loss"] += 1
     k_drop, k_neg, k_align, k_drop2 = jax.random.split(rng, 4)
-    variables = {"params": params, **extra}
+    variables = model_variables(params, consts)
     seg, mask = batch.get("segments"), batch["mask"]
     h_fused, items, h, z, has = module.apply(
         variables, batch["inputs"], mask, seg_users_BxS=batch["seg_users"],
@@ -105,6 +105,6 @@ def xdkt_objective(module: XDKTRec, *, kind: str, num_negatives: int, align_weig
                                 method=XDKTRec.item_alignment)
       out.update(m)
     out["l_align"] = l_align
-    return total + align_weight * l_align, (out, extra)
+    return total + align_weight * l_align, out
 
   return loss

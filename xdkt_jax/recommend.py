@@ -301,7 +301,7 @@ def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
   src, tgt = ctx.source_item_knowledge(), ctx.item_knowledge[ctx.target]
   pick = lambda x: x[np.sort(rng.choice(len(x), min(n, len(x)), replace=False))]
   src, tgt = pick(src), pick(tgt)
-  variables = {"params": model.params, **(model.extra or {})}
+  variables = {"params": model.params, **(model.consts or {})}
   adapt = jax.jit(lambda v, x: model.module.apply(v, x, method=xdkt_lib.XDKTRec.adapt))
   np.savez(out / "alignment_views.npz", source_before=src, target_before=tgt,
            source_after=np.asarray(adapt(variables, src)),

@@ -3,8 +3,8 @@
 Item representations (`mode`):
   id     a learnt ID table [N, D] (logical axes ('items', 'embed'))
   text   fixed item vectors [N, T] (e.g. LM knowledge vectors) → MoEAdaptor / Whitening → [N, D];
-         the vectors are NOT trained: they live in the 'consts' variable collection, so they are
-         in the TrainState (`state.extra`), sharded and checkpointed, but never optimised
+         the vectors are NOT trained: they live in the 'consts' variable collection, which
+         the trainer passes to every step as a sharded, non-donated argument (train/trainer.py)
   fused  ID ⊕ text via GatedFusion ('gate') or a sum ('sum')
 The same item representations embed the input sequence and score the output (tied, as in
 SASRec / UniSRec): score(u, n) = h_u · e_n over the FULL target catalogue.

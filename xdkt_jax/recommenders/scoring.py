@@ -23,7 +23,7 @@ class SASRecModel:
   """A trained SASRec: `score(batch) -> scores_BxN` (the baselines' interface)."""
   module: SASRec
   params: Any
-  extra: Any                     # {'consts': {'item_vectors': ...}} or None
+  consts: Any                    # {'consts': {'item_vectors': ...}} or None: never trained
   n_items: int
   losses: np.ndarray             # per-step training loss
   info: dict
@@ -32,17 +32,17 @@ class SASRecModel:
     module = self.module
 
     @jax.jit
-    def user_and_items(params, extra, tokens, mask, users):
+    def user_and_items(params, consts, tokens, mask, users):
       TRACE_COUNTS["score"] += 1
       users = None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
       last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
-      h, items = module.apply(model_variables(params, extra), tokens, mask, users_BxL=users,
+      h, items = module.apply(model_variables(params, consts), tokens, mask, users_BxL=users,
                               last_B=last)
       return h[:, 0], items
 
     @jax.jit
-    def scores(params, extra, tokens, mask, users):   # one dispatch: B×N stays on device
-      u, items = user_and_items(params, extra, tokens, mask, users)
+    def scores(params, consts, tokens, mask, users):   # one dispatch: B×N stays on device
+      u, items = user_and_items(params, consts, tokens, mask, users)
       return u @ items.T
 
     self._scores = scores
@@ -56,5 +56,5 @@ class SASRecModel:
   def score(self, batch) -> np.ndarray:
     tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
                                 max_len=self.module.max_len, bucket=True)
-    return np.asarray(self._scores(self.params, self.extra, tokens, mask,
+    return np.asarray(self._scores(self.params, self.consts, tokens, mask,
                                    self._users(batch, len(tokens))), np.float32)

@@ -26,7 +26,7 @@ def train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, 
   """Trains epoch by epoch up to `total` steps; after each epoch scores the valid users
   (full ranking under the run's exclusion rule: the evaluator of the reported numbers) and
   keeps the parameters of the best epoch.  Stops once `patience` epochs in a row bring no gain.
-  Returns (the last loop result, {params, extra, best_epoch, best_valid, epochs_run,
+  Returns (the last loop result, {params, best_epoch, best_valid, epochs_run,
   valid_curve, select_metric})."""
   evaluate_lib.selection_metric(metric, "sasrec")
   if patience < 1:
@@ -36,14 +36,13 @@ def train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, 
   while at < total:
     result = train_to(state, at, min(total, at + spe))
     state, at, epoch = result.state, min(total, at + spe), epoch + 1
-    scorer.params, scorer.extra = state.params, state.extra
+    scorer.params = state.params
     value = evaluate_lib.valid_score(scorer.score, valid, n_items=n_items, metric=metric)
     curve.append({"epoch": epoch, "step": at, metric: value})
     if best is None or value > best[0]:
-      extra = None if state.extra is None else jax.device_get(state.extra)
-      best = (value, epoch, jax.device_get(state.params), extra)
+      best = (value, epoch, jax.device_get(state.params))
     elif epoch - best[1] >= patience:
       break
-  return result, {"params": best[2], "extra": best[3], "best_epoch": best[1],
+  return result, {"params": best[2], "best_epoch": best[1],
                   "best_valid": best[0], "epochs_run": epoch, "valid_curve": curve,
                   "select_metric": metric}

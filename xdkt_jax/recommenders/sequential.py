@@ -157,8 +157,6 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
                  total_steps=total, weight_decay=float(o.weight_decay),
                  clip_norm=float(o.clip_norm))
   k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
-  # The loss reads the state's other variable collections when the model has any.
-  has_extra = bool(consts) or len(jax.eval_shape(init_fn, k_init)) > 1
   if transfer:
     loss_fn = objectives.xdkt_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
@@ -168,16 +166,11 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   else:
     loss_fn = objectives.next_item_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-        has_extra=has_extra, first_item_loss=bool(o.first_item_loss))
-
-  def start(state, sharding):
-    if not consts:
-      return state
-    return state.replace(extra=jax.device_put({"consts": consts}, sharding.extra))
-
+        first_item_loss=bool(o.first_item_loss))
+  consts = {"consts": consts} if consts else None
   trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=k_init, loop_key=k_train,
-                              mesh=mesh, rules=mesh_lib.DEFAULT_RULES, start=start,
-                              log_lr=False)
+                              mesh=mesh, rules=mesh_lib.DEFAULT_RULES, log_lr=False,
+                              consts=consts)
   loss_log = []
 
   class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
@@ -199,14 +192,13 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   if o.select_epoch:
     result, select = selection.train_selecting_epoch(
         train_to, trainer.state, total=total, steps_per_epoch=batcher.steps_per_epoch,
-        scorer=SASRecModel(module, None, None, n_items, np.zeros(0, np.float32), {}),
+        scorer=SASRecModel(module, None, trainer.consts, n_items, np.zeros(0, np.float32), {}),
         valid=selection.valid_arrays(ds, split, target, str(o.exclude_history)),
         n_items=n_items, metric=str(o.select_metric), patience=int(o.patience))
-    params, extra = select.pop("params"), select.pop("extra")
+    params = select.pop("params")
   else:
     result = train_to(trainer.state, 0, total)
     params = jax.device_get(result.state.params)
-    extra = None if result.state.extra is None else jax.device_get(result.state.extra)
   seconds = time.time() - t0
   info = {"steps": int(result.step), "windows": n_win, "rows": n_rows, "batch": bsz,
           "train_seconds": seconds,
@@ -218,4 +210,4 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   name = "xdkt" if transfer else "sasrec"
   (log_fn or logging.info)(f"{name}[{o.mode}]: {int(result.step)} steps over {n_win} windows in "
                            f"{seconds:.1f} s, final loss {info['final_loss']:.3f}{chosen}")
-  return SASRecModel(module, params, extra, n_items, np.asarray(loss_log, np.float32), info)
+  return SASRecModel(module, params, consts, n_items, np.asarray(loss_log, np.float32), info)

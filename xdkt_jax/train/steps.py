@@ -19,7 +19,8 @@ import optax
 from xdkt_jax.train import mesh as mesh_lib
 
 # loss_fn(params, batch, rng) -> (loss, metrics)            when state.extra is None
-# loss_fn(params, batch, rng, extra) -> (loss, (metrics, new_extra))  otherwise
+# loss_fn(params, batch, rng, extra) -> (loss, (metrics, new_extra))  with mutable collections
+# loss_fn(params, batch, rng, consts) -> (loss, metrics)    with constants (consts_sharding)
 LossFn = Callable[..., Any]
 
 
@@ -75,8 +76,14 @@ def make_train_step(
     lr_schedule: Callable[[Any], Any] | None = None,
     grad_accum: int = 1,
     constrain_activations: bool = False,
+    consts_sharding=None,
 ):
   """Returns jitted ``train_step(state, batch, rng) -> (state, metrics)``.
+
+  With `consts_sharding` the step is ``train_step(state, batch, rng, consts)``:
+  constants the loss reads (item vectors, every user's source history) come
+  as their own argument, sharded as given, never donated, differentiated,
+  updated or checkpointed.
 
   `rng` is the run's base key; the step folds in ``state.step`` so the
   randomness of step t is the same whether or not the run was resumed.
@@ -86,9 +93,14 @@ def make_train_step(
   """
   replicated = mesh_lib.replicated(mesh)
 
-  def train_step(state, batch, rng):
+  def train_step(state, batch, rng, consts=None):
     step_rng = jax.random.fold_in(rng, state.step)
-    if state.extra is None:
+    if consts is not None:
+      grad_fn = jax.value_and_grad(
+          lambda p: loss_fn(p, batch, step_rng, consts), has_aux=True)
+      (loss, metrics), grads = grad_fn(state.params)
+      extra = state.extra
+    elif state.extra is None:
       grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
       (loss, metrics), grads = grad_fn(state.params, batch, step_rng)
       extra = None
@@ -106,9 +118,12 @@ def make_train_step(
                               opt_state=opt_state, extra=extra)
     return new_state, metrics
 
+  in_shardings = (state_sharding, batch_sharding, replicated)
+  if consts_sharding is not None:
+    in_shardings += (consts_sharding,)
   jitted = jax.jit(
       train_step,
-      in_shardings=(state_sharding, batch_sharding, replicated),
+      in_shardings=in_shardings,
       out_shardings=(state_sharding, replicated),
       donate_argnums=(0,) if donate else ())
   return _bind_mesh(jitted, mesh, rules, constrain_activations)

@@ -47,6 +47,7 @@ class Trainer:
   mngr: Any = None                    # Orbax manager, or None (no checkpoints)
   resumed_from: str = "scratch"       # where `state` came from: scratch | workdir | …
   data_position: dict = dataclasses.field(default_factory=lambda: {"step": 0})
+  consts: Any = None                  # the constants on their shards (build's `consts`)
 
   def run(self, data, *, total_steps: int, stage: str, state=None, writer=None,
           log_every: int = 50, progress: bool = False, handle_sigterm: bool = True):
@@ -68,11 +69,23 @@ class Trainer:
 def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict, *,
           init_key: jax.Array, mesh, rules, loop_key: jax.Array | None = None,
           start: Callable[[Any, Any], Any] | None = None, ckpt_mngr=None,
-          log_lr: bool = True) -> Trainer:
+          log_lr: bool = True, consts: dict | None = None) -> Trainer:
   """Builds the run: optimizer from `opt_cfg` (train/optim.py), the state initialised on its
   shards from `init_fn(init_key)`, then `start(state, sharding)` (e.g. pretrained weights put
   in place), restored from `ckpt_mngr` when it holds a checkpoint.  `loop_key` (default
-  `init_key`) seeds the steps' randomness.  `log_lr`: the step also reports the learning rate."""
+  `init_key`) seeds the steps' randomness.  `log_lr`: the step also reports the learning rate.
+
+  `consts` ({'consts': {name: array}}, the model's 'consts' collection) are what the loss
+  reads and never trains: placed once on the shards their logical axes name, passed to every
+  step as a non-donated argument (`loss_fn(params, batch, rng, consts)`), kept out of the
+  state, so they are neither copied by donation nor checkpointed."""
+  consts_sharding = consts_on_device = None
+  if consts:
+    boxed = jax.eval_shape(init_fn, init_key)
+    consts_sharding = mesh_lib.logical_to_sharding({"consts": boxed["consts"]}, mesh, rules)
+    consts_on_device = jax.device_put(consts, consts_sharding)
+    with_consts = init_fn
+    init_fn = lambda rng: {k: v for k, v in with_consts(rng).items() if k != "consts"}
   abstract_params = state_lib.unbox(jax.eval_shape(init_fn, init_key))["params"]
   tx = optim_lib.make_optimizer(opt_cfg, abstract_params)
   abstract, sharding = state_lib.abstract_state_and_sharding(init_fn, tx, init_key, mesh, rules)
@@ -89,8 +102,13 @@ def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict,
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step_fn = steps_lib.make_train_step(
       loss_fn, tx, mesh=mesh, state_sharding=sharding, batch_sharding=batch_sharding,
-      rules=rules, lr_schedule=optim_lib.make_schedule(opt_cfg) if log_lr else None)
+      rules=rules, lr_schedule=optim_lib.make_schedule(opt_cfg) if log_lr else None,
+      consts_sharding=consts_sharding)
+  if consts_on_device is not None:
+    with_consts_step = step_fn
+    step_fn = lambda state, batch, rng: with_consts_step(state, batch, rng, consts_on_device)
   return Trainer(state=state, step_fn=step_fn, sharding=sharding,
                  batch_sharding=batch_sharding,
                  loop_key=init_key if loop_key is None else loop_key, fresh=fresh,
-                 mngr=ckpt_mngr, resumed_from=source, data_position=position)
+                 mngr=ckpt_mngr, resumed_from=source, data_position=position,
+                 consts=consts_on_device)
