@@ -202,7 +202,7 @@ def test_bucket_width():
   assert [windows.bucket_width(n, 50) for n in (0, 1, 8, 9, 16, 17, 33, 50)] == \
       [8, 8, 8, 16, 16, 32, 50, 50]
   tok, m = windows.score_inputs(np.array([[4, 5, 0]]), np.array([[1, 1, 0]]), n_items=N_ITEMS,
-                               max_len=50, bucket=True)
+                                max_len=50, bucket=True)
   assert tok.shape == (1, 8) and m.sum() == 3
 
 
@@ -261,7 +261,7 @@ def test_train_step_compiles_once(world):
   off, items = protocols.train_sequences(ds, sp, "Movies", consumer="test")
   n = ds.domains["Movies"].n_items
   data = windows.pack_windows(windows.training_windows(off, items, n_items=n, max_len=12),
-                             max_len=12)
+                              max_len=12)
   module = sasrec.SASRec(n_items=n, hidden=16, layers=1, mlp=32, max_len=12)
   init_fn = lambda r: module.init(r, jnp.zeros((1, 12), jnp.int32), jnp.ones((1, 12), jnp.int8))
   mesh = mesh_lib.make_mesh()
@@ -310,7 +310,7 @@ def test_text_and_fused_modes_and_score_shape(world):
   batch = {k: v[:5] for k, v in arr.items()}
   for mode, extra in (("text", {"adaptor": "whitening"}), ("fused", {"fusion": "gate"})):
     m = sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode=mode, **extra),
-                            item_vectors={"Movies": vecs})
+                                item_vectors={"Movies": vecs})
     s = m.score(batch)
     assert s.shape == (5, n) and np.isfinite(s).all(), mode
     # The fixed vectors ride along untrained in the 'consts' collection.
@@ -359,7 +359,7 @@ def test_select_epoch_keeps_the_best_valid_epoch(world):
                                 ks=[10]).means["ndcg@10"]
   assert ev(m) == pytest.approx(info["best_valid"], abs=1e-6)
   plain = sequential.train_sasrec(ds, sp, target="Movies", seed=0,
-                              cfg=dict(TINY, steps=0, epochs=info["best_epoch"]))
+                                  cfg=dict(TINY, steps=0, epochs=info["best_epoch"]))
   assert ev(plain) == pytest.approx(info["best_valid"], abs=1e-6)
   assert len(m.losses) == info["steps"] == info["epochs_run"] * (plain.info["steps"]
                                                                  // info["best_epoch"])
@@ -406,8 +406,8 @@ def test_select_epoch_patience_on_a_constructed_curve():
   for bad, match in (("hr@10", "select_metric"), ("ndcg@0", "select_metric")):
     with pytest.raises(ValueError, match=match):
       selection.train_selecting_epoch(train_to, None, total=3, steps_per_epoch=1,
-                                    scorer=Scorer(), valid=valid, n_items=n_items,
-                                    metric=bad, patience=2)
+                                      scorer=Scorer(), valid=valid, n_items=n_items,
+                                      metric=bad, patience=2)
   with pytest.raises(ValueError, match="patience"):
     run(0)
 
@@ -419,7 +419,7 @@ def test_learning_rate_schedule_reaches_the_optimizer(world):
   ds, splits = world
   sp = splits["warm"]
   run = lambda **kw: sequential.train_sasrec(ds, sp, target="Movies", seed=0,
-                                         cfg=dict(TINY, steps=4, dropout=0.0, **kw))
+                                             cfg=dict(TINY, steps=4, dropout=0.0, **kw))
   const, cos = run(), run(schedule="cosine")
   assert const.losses[0] == cos.losses[0] and const.losses[1] == cos.losses[1]
   assert const.losses[2] != cos.losses[2]

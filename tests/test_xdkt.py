@@ -144,8 +144,8 @@ def test_every_alignment_trains_and_scores(world, align):
   sp = splits[1]
   before = objectives.TRACE_COUNTS["loss"]
   m = sequential.train_sasrec(ds, sp, target="Movies", transfer=True, item_vectors=vecs,
-                          source_vectors=vecs,
-                          cfg=dict(TINY, mode="fused", align=align, steps=3, source_weight=0.5))
+                              source_vectors=vecs,
+                              cfg=dict(TINY, mode="fused", align=align, steps=3, source_weight=0.5))
   assert objectives.TRACE_COUNTS["loss"] - before == 1     # three steps, one trace
   assert np.isfinite(m.losses).all() and len(m.losses) == 3
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", max_len=12, exclude_history="all")
@@ -172,7 +172,7 @@ def test_source_pathway_transfers_zero_shot(world):
                             batch_size=250).means["ndcg@10"]
   control = ev(sequential.train_sasrec(ds, sp, target="Movies", cfg=cfg))
   full = ev(sequential.train_sasrec(ds, sp, target="Movies", transfer=True,
-                                cfg=dict(cfg, source_repr="id", align="none")))
+                                    cfg=dict(cfg, source_repr="id", align="none")))
   # measured: 0.174 vs 0.146 (ID-only source items, 8 epochs; knowledge vectors do better)
   assert full > control + 0.015, (full, control)
 

@@ -215,18 +215,18 @@ def fit(name: str, ctx: Context, seed: int):
     # adapted on other domains' text) the control drops that: pre-trained W_p vectors.
     vectors = ctx.item_knowledge if ctx.split.sources else ctx.pretrained
     return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
-                               item_vectors=vectors, **kw)
+                                   item_vectors=vectors, **kw)
   if name == "unisrec_style":
     return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
-                               item_vectors=ctx.pretrained, **kw)
+                                   item_vectors=ctx.pretrained, **kw)
   if name == "xdkt":
     if not ctx.split.sources:   # no source users: the knowledge-fused recommender alone
       return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
-                                 item_vectors=ctx.item_knowledge, **kw)
+                                     item_vectors=ctx.item_knowledge, **kw)
     return sequential.train_sasrec(ctx.ds, ctx.split,
-                               cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
-                               item_vectors=ctx.item_knowledge, transfer=True,
-                               source_vectors=ctx.item_knowledge, **kw)
+                                   cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
+                                   item_vectors=ctx.item_knowledge, transfer=True,
+                                   source_vectors=ctx.item_knowledge, **kw)
   cfg = {} if name in DETERMINISTIC else {"seed": seed}
   return baselines.fit(name, ctx.ds, ctx.split, target=ctx.target, cfg=cfg)
 

@@ -157,7 +157,7 @@ def train(args, ds, split, stats) -> tuple:
   with first_step_clock() as marks:
     t0 = time.perf_counter()
     model = sequential.train_sasrec(ds, split, target=DATASET, cfg=cfg,
-                                log_fn=lambda m: print(m, file=sys.stderr, flush=True))
+                                    log_fn=lambda m: print(m, file=sys.stderr, flush=True))
     t1 = time.perf_counter()
   info = model.info
   steps_per_epoch = info["steps"] // args.epochs

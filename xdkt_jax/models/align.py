@@ -80,7 +80,7 @@ class MoEAdaptor(nn.Module):
     t, e = x_NxT.shape[-1], self.n_experts
     b = self.param("bias", logical(nn.initializers.zeros, (None, None)), (e, t))
     w = self.param("kernel", logical(nn.initializers.lecun_normal(batch_axis=(0,)),
-                                   (None, None, "embed")), (e, t, self.features))
+                                     (None, None, "embed")), (e, t, self.features))
     gate_w = self.param("gate", logical(nn.initializers.zeros, (None, None)), (t, e))
     x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     d = self.features
@@ -98,7 +98,7 @@ class LinearMapping(nn.Module):
   @nn.compact
   def __call__(self, x_NxT):
     return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                     (None, "embed")),
+                                                       (None, "embed")),
                     bias_init=logical(nn.initializers.zeros, ("embed",)), name="dense")(x_NxT)
 
 
@@ -117,11 +117,11 @@ class MLPMapping(nn.Module):
     h = x_NxT
     for i in range(self.layers):
       h = nn.tanh(nn.Dense(self.hidden, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                          (None, "mlp")),
+                                                            (None, "mlp")),
                            bias_init=logical(nn.initializers.zeros, ("mlp",)),
                            name=f"hidden_{i}")(h))
     return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                     ("mlp", "embed")),
+                                                       ("mlp", "embed")),
                     bias_init=logical(nn.initializers.zeros, ("embed",)), name="out")(h)
 
 
