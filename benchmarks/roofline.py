@@ -2,7 +2,7 @@
 
 Rows
   sasrec   the recommender's real train step, built as ``train_sasrec`` builds it
-           (``SASRec`` in id mode, dropout on, ``objectives.next_item_objective`` with the full-softmax L_f,
+           (``SASRec`` in id mode, dropout on, ``objectives.next_item_objective``: full-softmax L_f,
            ``make_optimizer`` AdamW + clipping, ``create_train_state`` under DEFAULT_RULES,
            ``make_train_step`` with its shardings and donation), fed synthetic PACKED rows
            [B, L]: every slot real, ``--segments`` windows per row with their own BOS,

@@ -1,7 +1,7 @@
 """Shows that a change moved no result: runs configs at a reference commit and at the working
 tree, each from scratch in its own workdir and cache, and compares the two results.json files
-field by field, every digit, wall times (`timings_s`) and the cache folder aside.  Exit 0 when all are identical,
-1 with the first differing fields otherwise.
+field by field, every digit, wall times (`timings_s`) and the cache folder aside.  Exit 0 when
+all are identical, 1 with the first differing fields otherwise.
 
   python tools/same_results.py --ref=9798c44                       # configs/tiny.py
   python tools/same_results.py --ref=9798c44 --configs=configs/tiny.py,configs/default.py

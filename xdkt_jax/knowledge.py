@@ -28,8 +28,7 @@ labelled "none" here and the entity in the title, a contradiction).
 
 ITEM KNOWLEDGE (`extract_item_knowledge`): the pooled W_k-encoder vector, optionally
 concatenated with the item's entity vector (its expected entity embedding under the tagger),
-cached on disk per item under a
-fingerprint of weights + tokenised text + settings.
+cached on disk per item under a fingerprint of weights + tokenised text + settings.
 
 USER KNOWLEDGE (`user_knowledge`): aggregation of the knowledge of the items a user has in
 the split's TRAINING rows of the source domains (mean, recency-weighted, or learned attention).
@@ -444,11 +443,10 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
       init_fn, loss_fn, opt_cfg, init_key=jax.random.PRNGKey(int(tcfg.seed)), mesh=mesh,
       rules=rules, start=start,
       ckpt_mngr=ckpt_lib.make_manager(Path(ckpt_dir), ckpt_cfg) if ckpt_dir else None)
-  data_pos = trainer.data_position
   bs = min(int(tcfg.batch_size), len(pooled["ids"]))
   batcher = Batcher(pooled, bs, seed=int(tcfg.seed))
   data = loop_lib.StepIndexedData(batcher.batch_at, batcher.steps_per_epoch)
-  data.set_state(data_pos)
+  data.set_state(trainer.data_position)
 
   ev = make_eval_fn(model)
   ebs, cap = int(tcfg.eval_batch_size), int(tcfg.eval_max_items)
@@ -475,7 +473,8 @@ def train_knowledge(enc_cfg: EncoderConfig, enc_params, labels: KnowledgeLabels,
     log_fn(f"knowledge: {d} held-out L_k {before['heldout'][d]['lk']:.3f} → {m['lk']:.3f}, "
            f"entity recall {before['heldout'][d]['entity_recall']:.3f} → "
            f"{m['entity_recall']:.3f} ({m['entity_tokens']} entity tokens)")
-  metrics = {"steps": steps, "num_labels": int(num_labels), "resumed_at": int(data_pos["step"]),
+  metrics = {"steps": steps, "num_labels": int(num_labels),
+             "resumed_at": int(trainer.data_position["step"]),
              "finetune_encoder": bool(tcfg.finetune_encoder), "before": before, "after": after,
              "final_train_metrics": result.metrics}
   return params, metrics

@@ -308,8 +308,7 @@ def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
   kc = config.knowledge
   stage_dir = _stage_dir(wd, "extract")
   fp = _fingerprint("extract", encoder.fingerprint, pretrained.fingerprint, tok.fingerprint,
-                    kc.to_json(),
-                    config.encoder.pooling, config.seed, split.fingerprint())
+                    kc.to_json(), config.encoder.pooling, config.seed, split.fingerprint())
   if artifacts.is_done(stage_dir, fp, log, "extract"):
     log(f"extract: reusing finished stage ({stage_dir})")
     return load_knowledge(wd)

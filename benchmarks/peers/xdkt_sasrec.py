@@ -5,7 +5,7 @@ benchmarks/vs_recbole.py, with the same flags as benchmarks/peers/recbole_sasrec
       --data-dir ../shared/data/amazon_scientific --epochs 1
 
 Data: the project's own path (configs/amazon_scientific.py, data.load, protocols.make_split,
-the given split kept).  Training is `recommenders.sequential.train_sasrec` (mode id, CE over the full
+the given split kept).  Training is `sequential.train_sasrec` (mode id, CE over the full
 catalogue) set up as RecBole's SASRec is: post-LN, gelu FFN without dropout after the
 activation, dropout on the attention probabilities (= --dropout), no gradient clipping
 (--act relu / --inner-dropout / --attn-dropout 0 give the project's own defaults; measured at

@@ -44,11 +44,11 @@ def fixed_shape_batches(arrays: Mapping[str, np.ndarray], batch_size: int, *,
   padded up to the same shape so a jitted function compiles once; yields (batch, n_real).
   Padded rows hold 0, or `fill[key]` (e.g. an all-ones mask, so a mean over tokens stays
   finite); the caller keeps the first n_real rows of what it computes."""
-  fill = dict(fill or {})
+  fill = fill or {}
   n = len(next(iter(arrays.values())))
   for lo in range(0, n, batch_size):
     batch = {k: np.asarray(v[lo:lo + batch_size]) for k, v in arrays.items()}
-    k = len(next(iter(batch.values())))
+    k = min(batch_size, n - lo)
     if k < batch_size:
       batch = {key: np.concatenate([v, np.full((batch_size - k,) + v.shape[1:],
                                                fill.get(key, 0), v.dtype)])

@@ -138,16 +138,16 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
             n_experts=int(o.n_experts), fusion=str(o.fusion),
             text_dropout=float(o.text_dropout), dtype=str(o.dtype), act=str(o.act),
             attn_dropout=float(o.attn_dropout), inner_dropout=bool(o.inner_dropout))
-  consts = {} if vectors is None else {"item_vectors": vectors}
+  consts = {} if vectors is None else {"item_vectors": vectors}   # the 'consts' collection
   if transfer:
     src = _source_inputs(ds, split, int(o.source_len), source_vectors,
                          need_vectors=(o.source_repr != "id"
                                        or str(o.align) in ITEM_ALIGNS))
+    n_source_items = src.pop("n_source_items")
     consts.update(src)
-    module = XDKTRec(**kw, n_users=ds.n_users, n_source_items=src["n_source_items"],
-                              source_len=int(o.source_len), user_agg=str(o.user_agg),
-                              align=str(o.align), source_repr=str(o.source_repr))
-    consts.pop("n_source_items")
+    module = XDKTRec(**kw, n_users=ds.n_users, n_source_items=n_source_items,
+                     source_len=int(o.source_len), user_agg=str(o.user_agg),
+                     align=str(o.align), source_repr=str(o.source_repr))
   else:
     module = SASRec(**kw)
   dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
@@ -167,10 +167,10 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
     loss_fn = objectives.next_item_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
         first_item_loss=bool(o.first_item_loss))
-  consts = {"consts": consts} if consts else None
+  variables = {"consts": consts} if consts else None   # flax variables beside the params
   trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=k_init, loop_key=k_train,
                               mesh=mesh, rules=mesh_lib.DEFAULT_RULES, log_lr=False,
-                              consts=consts)
+                              consts=variables)
   loss_log = []
 
   class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
@@ -210,4 +210,4 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   name = "xdkt" if transfer else "sasrec"
   (log_fn or logging.info)(f"{name}[{o.mode}]: {int(result.step)} steps over {n_win} windows in "
                            f"{seconds:.1f} s, final loss {info['final_loss']:.3f}{chosen}")
-  return SASRecModel(module, params, consts, n_items, np.asarray(loss_log, np.float32), info)
+  return SASRecModel(module, params, variables, n_items, np.asarray(loss_log, np.float32), info)

@@ -126,11 +126,14 @@ def create_train_state(
   """Initialises a sharded TrainState; returns (state, state_sharding)."""
   _, state_sharding = abstract_state_and_sharding(
       init_fn, optimizer, rng, mesh, rules)
+  return init_train_state(init_fn, optimizer, rng, state_sharding), state_sharding
 
+
+def init_train_state(init_fn, optimizer, rng, state_sharding):
+  """The TrainState born on the given shardings (from abstract_state_and_sharding)."""
   def init(rng):
     params, extra = _split_variables(unbox(init_fn(rng)))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=optimizer.init(params), extra=extra)
 
-  state = jax.jit(init, out_shardings=state_sharding)(rng)
-  return state, state_sharding
+  return jax.jit(init, out_shardings=state_sharding)(rng)

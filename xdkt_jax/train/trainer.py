@@ -8,7 +8,7 @@ here once: abstract sharded init, the optimizer, restore-or-init from a checkpoi
 step, the loop, and the one-line stop on SIGTERM.
 
   trainer = build(init_fn, loss_fn, opt_cfg, init_key=key, mesh=mesh, rules=rules,
-                  start=lambda state: ..., ckpt_mngr=mngr)
+                  start=lambda state, sharding: ..., ckpt_mngr=mngr)
   result = trainer.run(data, total_steps=n, writer=w, stage="adapt")
 """
 
@@ -40,7 +40,6 @@ class Trainer:
   """A built training run, ready to step."""
   state: Any                          # TrainState to continue from (fresh or restored)
   step_fn: Callable                   # jitted (state, batch, rng) -> (state, metrics)
-  sharding: Any                       # the state's shardings
   batch_sharding: Any
   loop_key: jax.Array                 # the run's base key (each step folds in its index)
   fresh: Callable[[], Any]            # the state this run starts from, rebuilt on demand
@@ -91,7 +90,7 @@ def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict,
   abstract, sharding = state_lib.abstract_state_and_sharding(init_fn, tx, init_key, mesh, rules)
 
   def fresh():
-    st, _ = state_lib.create_train_state(init_fn, tx, init_key, mesh, rules)
+    st = state_lib.init_train_state(init_fn, tx, init_key, sharding)
     return st if start is None else start(st, sharding)
 
   if ckpt_mngr is not None:
@@ -107,8 +106,7 @@ def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict,
   if consts_on_device is not None:
     with_consts_step = step_fn
     step_fn = lambda state, batch, rng: with_consts_step(state, batch, rng, consts_on_device)
-  return Trainer(state=state, step_fn=step_fn, sharding=sharding,
-                 batch_sharding=batch_sharding,
+  return Trainer(state=state, step_fn=step_fn, batch_sharding=batch_sharding,
                  loop_key=init_key if loop_key is None else loop_key, fresh=fresh,
                  mngr=ckpt_mngr, resumed_from=source, data_position=position,
                  consts=consts_on_device)
