@@ -74,15 +74,17 @@ ALL_METHODS = ("xdkt,target_only,pop,itemknn,userknn,bpr_mf,sasrec,text_knn,hybr
 
 
 def knowledge_config() -> mlc.ConfigDict:
-  """L_k: the knowledge head over the adapted encoder, and how item/user knowledge is formed."""
+  """L_k: the knowledge head over the adapted encoder (knowledge/train.py), and which words
+  are knowledge (knowledge/entities.py).  The only place these settings get values."""
   return mlc.ConfigDict(dict(
-      steps=100, batch_size=32, lr=1e-3, entity_dim=64, finetune_encoder=False,
-      heldout_frac=0.1,
+      steps=100, batch_size=32, lr=1e-3, warmup_steps=-1,   # -1: 10% of steps
+      schedule="cosine", weight_decay=0.01, dropout=0.1, entity_dim=64,
+      finetune_encoder=False,      # False: the encoder stays frozen (W_k = W_t + head)
+      heldout_frac=0.1,            # items per domain never trained on, for the L_k report
+      eval_batch_size=64, eval_max_items=2048,   # the L_k report: per domain and part
       entity_mode="predicted",     # predicted (tagger's expected entity embedding) | none
       entity_fields="categories,brand",
       min_df=2, min_domain_df=1, max_size=2000, max_df_frac=0.5, cross_domain_only=False,
-      user_mode="mean",            # mean | recency: aggregation of source item knowledge
-      user_max_len=50,
   ))
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from test_protocols import cfg, given_world, world
-from xdkt_jax import knowledge as K
 from xdkt_jax import lm, recommend
 from xdkt_jax.data import inputs, leakage
 from xdkt_jax.data import protocols as P
 from xdkt_jax.data.tokenization import TokenizedItems
+from xdkt_jax.knowledge import entities
 from xdkt_jax.recommenders import baselines, sequential
 
 
@@ -129,19 +129,15 @@ def test_every_target_consumer_refuses_a_leaked_row(consumer):
     TARGET_CONSUMERS[consumer](ds, bad)
 
 
-@pytest.mark.parametrize("consumer", ["source histories", "user knowledge"])
-def test_source_consumers_refuse_another_domains_held_out_row(consumer):
+def test_source_histories_refuse_another_domains_held_out_row():
   """A multi_domain view: S is a source of T, and S's own test targets must stay out of the
-  source histories and the user knowledge built from them."""
+  source histories (the xdkt model's source side and the report's overlap groups)."""
   ds = world()
   view = P.target_view(P.make_split(ds, cfg("multi_domain")), "T")
-  run = {"source histories": lambda sp: inputs.source_sequences(ds, sp),
-         "user knowledge": lambda sp: K.user_knowledge(
-             {"S": np.ones((ds.domains["S"].n_items, 4), np.float32)}, ds, sp)}[consumer]
-  run(view)
+  inputs.source_sequences(ds, view)
   held = view.heldout["S"]["test"].row[:1]
-  with pytest.raises(P.LeakageError, match=consumer.split()[0]):
-    run(_with_rows(view, "S", held))
+  with pytest.raises(P.LeakageError, match="source"):
+    inputs.source_sequences(ds, _with_rows(view, "S", held))
 
 
 # --- text-only stages -------------------------------------------------------------------------
@@ -174,7 +170,8 @@ def test_knowledge_labels_are_built_from_a_view_without_interactions():
   words = lambda i: f"{('red', 'blue', 'green', 'gold')[i % 4]} {('ball', 'kite', 'cart')[i % 3]}"
   ds = world(texts={"S": [words(i) for i in range(30)], "T": [words(i) for i in range(50)]})
   view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
-  vocab = K.build_entity_vocab(view, fields=("title",), min_df=2, cross_domain_only=False)
+  vocab = entities.build_entity_vocab(view, fields=("title",), min_df=2, cross_domain_only=False,
+                                      max_size=2000, max_df_frac=0.5, min_domain_df=1)
   assert len(vocab) > 1   # the real builder needs item text only
   with pytest.raises(P.LeakageError, match="knowledge labels .* read the interactions"):
     np.bincount(view.domains["T"].inter.item)     # a planted label rule using interactions

@@ -26,8 +26,7 @@ def warm():
   target = split.targets[0]
   logs = []
   ctx = recommend.Context(ds=ds, split=split, target=target, config=c, item_knowledge={},
-                          user_has=np.zeros(ds.n_users, bool), pretrained={},
-                          log=logs.append)
+                          pretrained={}, log=logs.append)
   model = sequential.train_sasrec(ds, split, target=target, cfg=TINY, seed=0)
   return ds, split, target, ctx, model, logs
 

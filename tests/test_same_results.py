@@ -46,3 +46,21 @@ def test_a_last_digit_a_missing_key_or_a_seed_is_a_difference(tmp_path):
     assert len(same_results.differences(same_results.comparable(a),
                                         same_results.comparable(b))) == 1
     assert not same_results.report("t", a, b)
+
+
+def test_named_config_changes_are_the_only_ones_allowed(tmp_path):
+  """A retired config key may be missing on one side when named, and only that key: a
+  metric or another config key still differs."""
+  old = json.loads(json.dumps(RESULT))
+  old["config"]["knowledge"] = {"steps": 100, "user_mode": "mean"}
+  new = json.loads(json.dumps(RESULT))
+  new["config"]["knowledge"] = {"steps": 100}
+  a, b = _write(tmp_path, "a.json", old), _write(tmp_path, "b.json", new)
+  assert not same_results.report("t", a, b)
+  assert same_results.report("t", a, b, ["knowledge.user_mode"])
+  new["config"]["knowledge"]["steps"] = 200
+  new["metrics"]["xdkt"]["ndcg@10"]["mean"] = 0.5
+  b = _write(tmp_path, "b.json", new)
+  diffs = same_results.differences(same_results.comparable(a, ["knowledge.user_mode"]),
+                                   same_results.comparable(b, ["knowledge.user_mode"]))
+  assert len(diffs) == 2

@@ -6,6 +6,11 @@ all are identical, 1 with the first differing fields otherwise.
   python tools/same_results.py --ref=9798c44                       # configs/tiny.py
   python tools/same_results.py --ref=9798c44 --configs=configs/tiny.py,configs/default.py
   python tools/same_results.py --compare A/results.json B/results.json   # two finished runs
+  python tools/same_results.py --ref=46f4607 --config-changes=knowledge.user_mode
+
+A change that retires or adds a config key changes the config echoed in results.json;
+`--config-changes` names those keys (dotted, under `config`): each may be on one side only,
+and is listed in the output.  Everything else, results included, must still be identical.
 
 The reference runs from a `git worktree` of --ref, imported ahead of the installed package
 (the same interpreter and libraries, so only the code differs).
@@ -26,11 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = ("timings_s",)   # wall-clock seconds differ run to run
 
 
-def comparable(path: Path) -> dict:
+def comparable(path: Path, config_changes=()) -> dict:
   r = json.loads(Path(path).read_text())
   for k in VOLATILE:
     r.pop(k, None)
   r.get("config", {}).get("data", {}).pop("cache_dir", None)   # each side has its own cache
+  for dotted in config_changes:
+    *parents, leaf = dotted.split(".")
+    section = r.get("config", {})
+    for p in parents:
+      section = section.get(p, {}) if isinstance(section, dict) else {}
+    if isinstance(section, dict):
+      section.pop(leaf, None)
   return r
 
 
@@ -64,8 +76,10 @@ def run(code_root: Path, config: str, workdir: Path, cache: Path, overrides: lis
   return workdir / "results.json"
 
 
-def report(name: str, a: Path, b: Path) -> bool:
-  diffs = differences(comparable(a), comparable(b))
+def report(name: str, a: Path, b: Path, config_changes=()) -> bool:
+  diffs = differences(comparable(a, config_changes), comparable(b, config_changes))
+  if config_changes:
+    print(f"{name}: config keys allowed to change: {', '.join(config_changes)}")
   if diffs:
     print(f"{name}: {len(diffs)} fields DIFFER (A = {a}, B = {b}); first ones:")
     for d in diffs[:20]:
@@ -81,10 +95,14 @@ def main() -> int:
   p.add_argument("--configs", default="configs/tiny.py")
   p.add_argument("--root", type=Path, default=None, help="where the runs go (default: a temp dir)")
   p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
+  p.add_argument("--config-changes", default="",
+                 help="comma-separated config keys (e.g. knowledge.user_mode) retired or added "
+                      "by the change: ignored in the config echo, and listed")
   args, overrides = p.parse_known_args()   # the rest: --config.x=y flags for both runs
   args.overrides = overrides
+  changes = [c for c in args.config_changes.split(",") if c]
   if args.compare:
-    return 0 if report("results.json", *args.compare) else 1
+    return 0 if report("results.json", *args.compare, changes) else 1
   root = args.root or Path(tempfile.mkdtemp(prefix="same_results_"))
   ref_tree = root / "ref_code"
   if not ref_tree.exists():
@@ -98,7 +116,7 @@ def main() -> int:
       name = Path(config).stem
       a = run(ref_tree, config, root / f"ref_{name}", root / f"ref_{name}_cache", args.overrides)
       b = run(ROOT, config, root / f"new_{name}", root / f"new_{name}_cache", args.overrides)
-      ok &= report(f"{config} at {sha} (A) vs the working tree (B)", a, b)
+      ok &= report(f"{config} at {sha} (A) vs the working tree (B)", a, b, changes)
   finally:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)],
                    check=False)

@@ -173,17 +173,6 @@ def enable_compilation_cache(config) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _view_knowledge(knowledge, wd: Path, ds, view, stages):
-  """The extract stage's knowledge with user_has recomputed for a multi_domain target view
-  (users with training rows in the view's sources)."""
-  from xdkt_jax.data import inputs  # pylint: disable=import-outside-toplevel
-  if "recommend" not in stages:
-    return knowledge
-  knowledge = knowledge if knowledge is not None else load_knowledge(wd)
-  offsets, _ = inputs.source_sequences(ds, view)
-  return {**knowledge, "user_has": np.diff(offsets) > 0}
-
-
 def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, log, *,
                  prev=None, lm_dir=None) -> None:
   """recommend → evaluate → report for one target domain, in `wd`."""
@@ -224,8 +213,9 @@ def _multi_domain_stages(config, wd: Path, ds, tok, split, knowledge, stages, ti
     view = P.target_view(split, d)
     log(f"multi_domain: target {d}, sources {view.sources}")
     sub = {}
-    know_d = _view_knowledge(knowledge, wd, ds, view, stages)
-    _rank_stages(config, wd / "targets" / d, ds, tok, view, know_d, stages, sub, log,
+    if knowledge is None and "recommend" in stages:
+      knowledge = load_knowledge(wd)   # the one extract stage, in the parent workdir
+    _rank_stages(config, wd / "targets" / d, ds, tok, view, knowledge, stages, sub, log,
                  lm_dir=wd)
     timings.update({f"{k}/{d}": v for k, v in sub.items()})
     path = wd / "targets" / d / "results.json"
@@ -302,9 +292,10 @@ def run(config, workdir: str, log=print) -> dict:
 def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
                   pretrained: StageEncoder, log=print) -> dict:
   """L_k: entity vocabulary + token labels from the data, the knowledge head trained over the
-  adapted encoder, then item knowledge [encoder pooling ; entity vector] per domain, user
-  knowledge (aggregated source item knowledge), and W_p vectors for unisrec_style."""
-  from xdkt_jax import knowledge as K  # pylint: disable=import-outside-toplevel
+  adapted encoder, then item knowledge [encoder pooling ; entity vector] per domain, and W_p
+  vectors for unisrec_style."""
+  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.knowledge import entities, item_vectors, labels as labels_lib, train
   kc = config.knowledge
   stage_dir = _stage_dir(wd, "extract")
   fp = _fingerprint("extract", encoder.fingerprint, pretrained.fingerprint, tok.fingerprint,
@@ -317,7 +308,7 @@ def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
   fields = data_load.split_list(kc.entity_fields)
   # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
   text_view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
-  vocab = K.build_entity_vocab(text_view, min_df=int(kc.min_df), max_size=int(kc.max_size),
+  vocab = entities.build_entity_vocab(text_view, min_df=int(kc.min_df), max_size=int(kc.max_size),
                                cross_domain_only=bool(kc.cross_domain_only), fields=fields,
                                max_df_frac=float(kc.max_df_frac),
                                min_domain_df=int(kc.min_domain_df))
@@ -329,13 +320,13 @@ def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
     mode = "none"
   if mode == "predicted":
     text_fields = data_load.split_list(config.data.text_fields) or None
-    labels = K.token_labels(text_view, str(config.data.tokenizer), vocab,
-                            int(config.data.max_text_len), text_fields)
-    metrics["labels"] = K.label_stats(vocab, labels)
-    tcfg = K.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
-                                              progress=bool(config.progress),
-                                              log_every=int(config.log_every))
-    kparams, metrics["lk"] = K.train_knowledge(
+    labels = labels_lib.token_labels(text_view, str(config.data.tokenizer), vocab,
+                                     int(config.data.max_text_len), text_fields)
+    metrics["labels"] = labels_lib.label_stats(vocab, labels)
+    tcfg = train.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
+                                                  progress=bool(config.progress),
+                                                  log_every=int(config.log_every))
+    kparams, metrics["lk"] = train.train_knowledge(
         enc_cfg, params, labels, len(vocab), tcfg, mesh_cfg=config.mesh, rules=config.rules,
         ckpt_dir=stage_dir / "ckpt", ckpt_cfg=config.ckpt, log_fn=log)
   elif mode != "none":
@@ -346,26 +337,24 @@ def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
   # extraction is ~10 CPU minutes).
   kfp = _fingerprint("item-knowledge", encoder.fingerprint, tok.fingerprint, kc.to_json(),
                      config.encoder.pooling, config.seed)
-  ik = K.extract_item_knowledge(enc_cfg, kparams, tok.ids, tok.mask,
-                                pooling=str(config.encoder.pooling), entity_mode=mode,
-                                cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
-  pre = K.extract_item_knowledge(pretrained.config, pretrained.params, tok.ids, tok.mask,
-                                 pooling=str(config.encoder.pooling), entity_mode="none",
-                                 cache_dir=cache, weights_fingerprint=pretrained.fingerprint)
-  uk, has = K.user_knowledge(ik.vectors, ds, split, mode=str(kc.user_mode),
-                             max_len=int(kc.user_max_len))
-  arrays = {"user_knowledge": uk, "user_has": has}
+  ik = item_vectors.extract_item_knowledge(
+      enc_cfg, kparams, tok.ids, tok.mask, pooling=str(config.encoder.pooling), entity_mode=mode,
+      cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
+  pre = item_vectors.extract_item_knowledge(
+      pretrained.config, pretrained.params, tok.ids, tok.mask,
+      pooling=str(config.encoder.pooling), entity_mode="none", cache_dir=cache,
+      weights_fingerprint=pretrained.fingerprint)
+  arrays = {}
   for d in ds.domain_names:
     arrays[f"item/{d}"] = ik.vectors[d]
     arrays[f"pretrained/{d}"] = pre.vectors[d]
   np.savez(stage_dir / "knowledge.npz", **arrays)
   metrics.update(dim=int(next(iter(ik.vectors.values())).shape[1]), entity_mode=mode,
-                 users_with_source=int(has.sum()), vocab_fingerprint=vocab.fingerprint())
+                 vocab_fingerprint=vocab.fingerprint())
   _write_json(stage_dir / "metrics.json", metrics)
   (stage_dir / "vocab.json").write_text(vocab.to_json())
   log(f"extract: {metrics['entities']} entities ({metrics['shared_entities']} shared by "
-      f"domains), knowledge dim {metrics['dim']} ({mode}), {int(has.sum())} users with "
-      "source knowledge")
+      f"domains), knowledge dim {metrics['dim']} ({mode})")
   artifacts.finish(stage_dir, fp)
   return load_knowledge(wd)
 
@@ -405,8 +394,7 @@ def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> 
                      f"{split.targets} (protocols.target_view makes one)")
   target = split.targets[0]
   ctx = recommend.Context(ds=ds, split=split, target=target, config=config,
-                          item_knowledge=knowledge["item"],
-                          user_has=knowledge["user_has"], pretrained=knowledge["pretrained"],
+                          item_knowledge=knowledge["item"], pretrained=knowledge["pretrained"],
                           log=log)
   fp = _fingerprint("recommend", knowledge["fingerprint"], split.fingerprint(),
                     config.recommend.eval_part, config.recommend.ks)

@@ -71,15 +71,18 @@ class Context:
   target: str
   config: Any
   item_knowledge: dict[str, np.ndarray]      # domain → [n_items, T] (L_k stage)
-  user_has: np.ndarray                       # [n_users] bool
   pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
   log: Any = print
   rule: conventions.EvalRule = dataclasses.field(init=False)
+  # [n_users] bool: has training rows in a source domain (the overlap groups of the report).
+  user_has: np.ndarray = dataclasses.field(init=False)
   _itemknn: Any = dataclasses.field(default=None, init=False, repr=False)
   _lock: Any = dataclasses.field(default_factory=threading.Lock, init=False, repr=False)
 
   def __post_init__(self):
     self.rule = conventions.rule_for(self.config, self.ds, self.target)
+    offsets, _ = inputs.source_sequences(self.ds, self.split)
+    self.user_has = np.diff(offsets) > 0
 
   def eval_arrays(self, part: str) -> dict:
     """The `part` examples as the evaluator sees them, under this run's exclusion rule."""

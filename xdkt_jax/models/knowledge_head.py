@@ -2,7 +2,7 @@
 
 L_k = −Σ_i Σ_j log p(k_ij | x_ij, W_k): every title token j of item text i is classified into
 one of K labels, 0 = "none" and 1..K-1 = entities of the shared cross-domain vocabulary
-(xdkt_jax/knowledge.py builds labels and vocabulary).
+(xdkt_jax/knowledge/ builds labels and vocabulary).
 
 The classifier's output weights ARE the entity embeddings [K, D_k] (logits = proj(h) · E^T + b),
 so training L_k learns one vector per entity in a space shared by all domains; an item's
@@ -123,31 +123,3 @@ class KnowledgeModel(nn.Module):
       logits = self.knowledge_head(h, deterministic=True)
       return pooled, expected_entity_vector(logits, mask_BxL, table)
     raise ValueError(f"entity_mode must be one of {ENTITY_MODES}, got {entity_mode!r}")
-
-
-class HistoryAttention(nn.Module):
-  """User knowledge = attention over the user's source-item knowledge vectors.
-
-  score_j = <W_k h_j, q> / √A + b[age_j]; u = Σ_j softmax(score)_j h_j over the real history.
-  q and the recency biases b start at ZERO, so before training the pooling is exactly the mean
-  over the (last `max_len`) history items: a sane start that the downstream objective (L_f)
-  moves away from.  Values are the raw knowledge vectors, so u stays in item-knowledge space.
-  Users with no history get zeros (and has_history False), never NaN.
-  """
-  attn_dim: int = 64
-  n_age_buckets: int = 16
-
-  @nn.compact
-  def __call__(self, hist_BxHxD, mask_BxH, age_BxH):
-    keys = nn.Dense(self.attn_dim, use_bias=False, kernel_init=NORMAL_002, name="key")(hist_BxHxD)
-    q = self.param("query", nn.initializers.zeros, (self.attn_dim,))
-    age_bias = self.param("age_bias", nn.initializers.zeros, (self.n_age_buckets,))
-    age = jnp.clip(age_BxH, 0, self.n_age_buckets - 1)
-    scores = keys.astype(jnp.float32) @ q / jnp.sqrt(float(self.attn_dim)) + age_bias[age]
-    m = mask_BxH.astype(bool)
-    scores = jnp.where(m, scores, -1e30)
-    w = jax.nn.softmax(scores, axis=-1) * m
-    w = w / jnp.maximum(w.sum(-1, keepdims=True), 1e-30)
-    has = m.any(-1)
-    out = jnp.einsum("bh,bhd->bd", w, hist_BxHxD.astype(jnp.float32))
-    return jnp.where(has[:, None], out, 0.0), has
