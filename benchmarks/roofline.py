@@ -58,11 +58,13 @@ import encoder as encoder_bench  # noqa: E402
 import peak_flops  # noqa: E402
 from xdkt_jax import objectives  # noqa: E402
 from xdkt_jax.models import sasrec  # noqa: E402
-from xdkt_jax.recommenders.sequential import DEFAULTS  # noqa: E402
 from xdkt_jax.train import mesh as mesh_lib  # noqa: E402
 from xdkt_jax.train import optim as optim_lib  # noqa: E402
 from xdkt_jax.train import state as state_lib  # noqa: E402
 from xdkt_jax.train import steps as steps_lib  # noqa: E402
+from configs import common  # noqa: E402
+
+DEFAULTS = common.sequential_config().to_dict()   # the run config's recommender settings
 
 # Size lists: entry i of every list is row i (a one-entry list applies to all rows).
 # Row 0: the synthetic world's SASRec (DEFAULTS, 1,000 Movies items).  Row 1:

@@ -90,20 +90,26 @@ def knowledge_config() -> mlc.ConfigDict:
 
 def sequential_config() -> mlc.ConfigDict:
   """The SASRec-style recommender shared by xdkt, target_only, sasrec and unisrec_style (one
-  setting, so the comparison isolates what each adds).  Keys: recommenders/sequential.py DEFAULTS.
-
-  adaptor 'whitening' by default: inside the CPU train step the MoE adaptor measured ~150 ms
-  per step against ~20 ms (benchmarks/RESULTS.md); unisrec_style always uses 'moe'."""
-  return mlc.ConfigDict(dict(hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2,
-                             attn_dropout=0.0, text_dropout=0.1, weight_decay=0.0,
-                             lr=3e-3, batch=64, epochs=12, steps=0, loss="full_softmax",
-                             num_negatives=100, adaptor="whitening", n_experts=8,
-                             fusion="gate",
-                             pack=True,   # several users' windows per row (data/windows.py)
-                             # early stopping on the VALID split, epochs = the ceiling
-                             select_epoch=False, patience=3, select_metric="ndcg@10",
-                             schedule="constant", warmup_steps=0,   # | cosine | linear decay
-                             dtype="float32"))  # 'bfloat16' on GPU/TPU: the blocks' compute
+  setting, so the comparison isolates what each adds).  The only place these values are set:
+  recommenders/sequential.py requires every key (SETTINGS).  Where they were chosen:
+  benchmarks/RESULTS.md ("SASRec defaults"); unisrec_style always uses adaptor 'moe'."""
+  return mlc.ConfigDict(dict(
+      hidden=64, layers=2, heads=2, mlp=128, max_len=50,
+      dropout=0.2, attn_dropout=0.0, text_dropout=0.1,
+      inner_dropout=True,          # dropout after the FFN activation (original SASRec)
+      norm="pre", act="relu",      # pre | post layer norm; relu | gelu
+      dtype="float32",             # 'bfloat16' on GPU/TPU: the blocks' compute
+      lr=3e-3, weight_decay=0.0, clip_norm=1.0,
+      schedule="constant", warmup_steps=0,   # | cosine | linear decay
+      batch=64,                    # PACKED rows of max_len tokens
+      epochs=12, steps=0,          # steps > 0 overrides epochs
+      loss="full_softmax", num_negatives=100,
+      first_item_loss=True,        # predicting a user's first item (input BOS) counts
+      adaptor="whitening",         # whitening | moe: knowledge vectors → item space
+      n_experts=8, fusion="gate",
+      pack=True,                   # several users' windows per row (data/windows.py)
+      # early stopping on the VALID split, epochs = the ceiling
+      select_epoch=False, patience=3, select_metric="ndcg@10"))
 
 
 def recommend_config() -> mlc.ConfigDict:

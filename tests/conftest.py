@@ -68,6 +68,14 @@ def write_file(path: Path, text: str, *, gz: bool = False) -> Path:
   return path
 
 
+def sequential_settings(**over) -> dict:
+  """What sequential.train_sasrec requires: the run config's recommend.sequential and
+  recommend.xdkt sections (configs/common.py, their one source) with `over` on top."""
+  from configs import common  # pylint: disable=import-outside-toplevel
+  rc = common.recommend_config()
+  return {**rc.sequential.to_dict(), **rc.xdkt.to_dict(), **over}
+
+
 def small_world_config():
   """The default config on the 2,000-user world the model/baseline tests were written for
   (the default itself grew to 3,000 users for a larger cold-start test set)."""

@@ -174,7 +174,8 @@ def test_item_knowledge_cached(tmp_path, tokenizer):
   kp = km.init(jax.random.PRNGKey(2), lab.ids["Art"][:1], lab.mask["Art"][:1])["params"]
   from flax import linen as nn
   kp = {**jax.tree.map(np.asarray, nn.meta.unbox(kp)), "encoder": params["encoder"]}
-  e = item_vectors.extract_item_knowledge(enc_cfg, kp, lab.ids, lab.mask, entity_mode="predicted", **kw)
+  e = item_vectors.extract_item_knowledge(enc_cfg, kp, lab.ids, lab.mask, entity_mode="predicted",
+                                          **kw)
   assert not e.cache_hit and e.vectors["Art"].shape == (3, 40)
   np.testing.assert_allclose(e.vectors["Art"][:, :32], a.vectors["Art"], atol=1e-6)
 

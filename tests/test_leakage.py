@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from conftest import sequential_settings
 from test_protocols import cfg, given_world, world
 from xdkt_jax import lm, recommend
 from xdkt_jax.data import inputs, leakage
@@ -112,7 +113,7 @@ TARGET_CONSUMERS = {
     "text_knn": lambda ds, sp: baselines.fit("text_knn", ds, sp, target="T"),
     "popularity counts": lambda ds, sp: recommend.item_popularity(ds, sp, "T"),
     "sequential recommender batches": lambda ds, sp: sequential.train_sasrec(
-        ds, sp, target="T", cfg={"mode": "id", "steps": 1, "batch": 4}),
+        ds, sp, target="T", cfg=sequential_settings(mode="id", steps=1, batch=4)),
     "evaluation mask": lambda ds, sp: inputs.eval_arrays(ds, sp, "T", "test",
                                                          exclude_history="train"),
 }

@@ -8,12 +8,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import small_world_config
+from conftest import sequential_settings, small_world_config
 from xdkt_jax import recommend
 from xdkt_jax.data import inputs, load, protocols
 from xdkt_jax.recommenders import baselines, sequential
 
-TINY = dict(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20, mode="id")
+TINY = sequential_settings(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20,
+                           mode="id")
 
 
 @pytest.fixture(scope="module")

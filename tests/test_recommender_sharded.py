@@ -17,7 +17,7 @@ WORKER = textwrap.dedent("""
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={sys.argv[1]}"
   sys.path.insert(0, "tests")
   import jax, numpy as np
-  from conftest import small_world_config
+  from conftest import sequential_settings, small_world_config
   from xdkt_jax.data import load, protocols
   from xdkt_jax.recommenders import sequential
   cfg = small_world_config()
@@ -27,8 +27,9 @@ WORKER = textwrap.dedent("""
   vecs = {d: r.normal(size=(ds.domains[d].n_items, 8)).astype(np.float32) for d in ds.domains}
   m = sequential.train_sasrec(
       ds, split, target="Movies", item_vectors=vecs, source_vectors=vecs, transfer=True, seed=0,
-      cfg=dict(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=16, epochs=3,
-               mode="fused", align="infonce", lr=1e-3, select_epoch=True, patience=1))
+      cfg=sequential_settings(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=16,
+                              epochs=3, mode="fused", align="infonce", lr=1e-3,
+                              select_epoch=True, patience=1))
   emb = m.params["item_embedding"]
   print("RESULT " + json.dumps({
       "devices": jax.device_count(), "losses": [float(x) for x in m.losses],

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import small_world_config
+from conftest import sequential_settings, small_world_config
 from xdkt_jax import evaluate as E
 from xdkt_jax import objectives
 from xdkt_jax.data import inputs, load, protocols, windows
@@ -20,7 +20,7 @@ from xdkt_jax.train import state as state_lib
 from xdkt_jax.train import steps as steps_lib
 
 N_ITEMS = 30
-TINY = dict(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=8, steps=2)
+TINY = sequential_settings(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=8, steps=2)
 
 
 def _tiny(**kw):
@@ -317,8 +317,16 @@ def test_text_and_fused_modes_and_score_shape(world):
     np.testing.assert_array_equal(m.consts["consts"]["item_vectors"], vecs)
   with pytest.raises(ValueError, match="item_vectors"):
     sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, mode="text"))
-  with pytest.raises(ValueError, match="unknown option"):
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['hiden'\]"):
     sequential.train_sasrec(ds, sp, target="Movies", cfg=dict(TINY, hiden=3))
+  # no second source of defaults: a setting the config does not give is refused, not filled
+  with pytest.raises(ValueError, match=r"missing option\(s\) \['norm'\]"):
+    sequential.train_sasrec(ds, sp, target="Movies",
+                            cfg={k: v for k, v in TINY.items() if k != "norm"})
+  with pytest.raises(ValueError, match=r"missing option\(s\) \['align'"):
+    sequential.train_sasrec(ds, sp, target="Movies", transfer=True,
+                            cfg={k: v for k, v in TINY.items() if k not in
+                                 sequential.TRANSFER_SETTINGS})
 
 
 def test_learns_beats_pop_on_warm(world):
@@ -326,7 +334,8 @@ def test_learns_beats_pop_on_warm(world):
   sp = splits["warm"]
   n = ds.domains["Movies"].n_items
   before = objectives.TRACE_COUNTS["loss"]
-  model = sequential.train_sasrec(ds, sp, target="Movies", cfg={"mode": "id"}, seed=0)
+  model = sequential.train_sasrec(ds, sp, target="Movies", cfg=sequential_settings(mode="id"),
+                                  seed=0)
   assert objectives.TRACE_COUNTS["loss"] - before == 1      # the whole run compiled one step
   assert model.losses[-5:].mean() < model.losses[:5].mean() - 1.0
   arr = inputs.eval_arrays(ds, sp, "Movies", "test", exclude_history="all")

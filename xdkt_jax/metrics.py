@@ -138,6 +138,11 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
                  exclude_mask_BxL: jax.Array | None = None):
   """(top_scores_BxK, top_items_BxK, rank_B, ties_B) without ever materialising B×N.
 
+  One function on purpose (~100 lines): the chunk view, the counting and the two scans are
+  closures over the same traced arrays (scores, exclusions, the target's score); split apart
+  they would pass eight arrays each way and hide the one invariant that matters, that the
+  ranks are counted against the very scores that built the top-k list.
+
   Scores come either from a dot product `user_repr_BxD · item_emb_NxD` (the evaluator's path for
   dot-product models) or from `chunk_scores_fn(item_ids_C) -> scores_BxC` with `n_items` given
   (ids past the catalogue end are clipped before the call and masked after).  A `lax.scan` over

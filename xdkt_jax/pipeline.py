@@ -289,13 +289,46 @@ def run(config, workdir: str, log=print) -> dict:
 # ---------------------------------------------------------------------------------------------
 # extract (L_k) → recommend → evaluate → report
 
+def _knowledge_weights(config, stage_dir: Path, ds, encoder: StageEncoder, log):
+  """(vocabulary, entity mode, W_k params, metrics): the entity vocabulary and token labels
+  from item text alone, and the knowledge head trained on them (entity_mode 'predicted')."""
+  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.knowledge import entities, labels as labels_lib, train
+  kc = config.knowledge
+  # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
+  text_view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
+  vocab = entities.build_entity_vocab(
+      text_view, min_df=int(kc.min_df), max_size=int(kc.max_size),
+      cross_domain_only=bool(kc.cross_domain_only), fields=data_load.split_list(kc.entity_fields),
+      max_df_frac=float(kc.max_df_frac), min_domain_df=int(kc.min_domain_df))
+  metrics = {"entities": len(vocab) - 1, "shared_entities": len(vocab.shared())}
+  mode = str(kc.entity_mode)
+  if mode != "none" and len(vocab) <= 1:
+    log("extract: no entity qualifies (see knowledge.* settings); entity_mode → none")
+    mode = "none"
+  if mode == "none":
+    return vocab, mode, encoder.params, metrics
+  if mode != "predicted":
+    raise ValueError(f"knowledge.entity_mode must be 'predicted' or 'none', got {mode!r}")
+  labels = labels_lib.token_labels(text_view, str(config.data.tokenizer), vocab,
+                                   int(config.data.max_text_len),
+                                   data_load.split_list(config.data.text_fields) or None)
+  metrics["labels"] = labels_lib.label_stats(vocab, labels)
+  tcfg = train.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
+                                                progress=bool(config.progress),
+                                                log_every=int(config.log_every))
+  kparams, metrics["lk"] = train.train_knowledge(
+      encoder.config, encoder.params, labels, len(vocab), tcfg, mesh_cfg=config.mesh,
+      rules=config.rules, ckpt_dir=stage_dir / "ckpt", ckpt_cfg=config.ckpt, log_fn=log)
+  return vocab, mode, kparams, metrics
+
+
 def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
                   pretrained: StageEncoder, log=print) -> dict:
   """L_k: entity vocabulary + token labels from the data, the knowledge head trained over the
   adapted encoder, then item knowledge [encoder pooling ; entity vector] per domain, and W_p
   vectors for unisrec_style."""
-  # pylint: disable=import-outside-toplevel
-  from xdkt_jax.knowledge import entities, item_vectors, labels as labels_lib, train
+  from xdkt_jax.knowledge import item_vectors  # pylint: disable=import-outside-toplevel
   kc = config.knowledge
   stage_dir = _stage_dir(wd, "extract")
   fp = _fingerprint("extract", encoder.fingerprint, pretrained.fingerprint, tok.fingerprint,
@@ -304,42 +337,15 @@ def extract_stage(config, wd: Path, ds, tok, split, encoder: StageEncoder,
     log(f"extract: reusing finished stage ({stage_dir})")
     return load_knowledge(wd)
   _claim(stage_dir, fp)
-  enc_cfg, params = encoder.config, encoder.params
-  fields = data_load.split_list(kc.entity_fields)
-  # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
-  text_view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
-  vocab = entities.build_entity_vocab(text_view, min_df=int(kc.min_df), max_size=int(kc.max_size),
-                               cross_domain_only=bool(kc.cross_domain_only), fields=fields,
-                               max_df_frac=float(kc.max_df_frac),
-                               min_domain_df=int(kc.min_domain_df))
-  metrics = {"entities": len(vocab) - 1, "shared_entities": len(vocab.shared())}
-  mode = str(kc.entity_mode)
-  kparams = params
-  if mode != "none" and len(vocab) <= 1:
-    log("extract: no entity qualifies (see knowledge.* settings); entity_mode → none")
-    mode = "none"
-  if mode == "predicted":
-    text_fields = data_load.split_list(config.data.text_fields) or None
-    labels = labels_lib.token_labels(text_view, str(config.data.tokenizer), vocab,
-                                     int(config.data.max_text_len), text_fields)
-    metrics["labels"] = labels_lib.label_stats(vocab, labels)
-    tcfg = train.KnowledgeTrainConfig.from_config(kc, seed=int(config.seed),
-                                                  progress=bool(config.progress),
-                                                  log_every=int(config.log_every))
-    kparams, metrics["lk"] = train.train_knowledge(
-        enc_cfg, params, labels, len(vocab), tcfg, mesh_cfg=config.mesh, rules=config.rules,
-        ckpt_dir=stage_dir / "ckpt", ckpt_cfg=config.ckpt, log_fn=log)
-  elif mode != "none":
-    raise ValueError(f"knowledge.entity_mode must be 'predicted' or 'none', got {mode!r}")
+  vocab, mode, kparams, metrics = _knowledge_weights(config, stage_dir, ds, encoder, log)
   cache = Path(str(config.data.cache_dir)).expanduser()
   # Item knowledge depends on the weights and the text, not on the split: keyed without it,
-  # so another protocol on the same data reuses the cached vectors (on Art+Office one
-  # extraction is ~10 CPU minutes).
+  # so another protocol on the same data reuses the cached vectors.
   kfp = _fingerprint("item-knowledge", encoder.fingerprint, tok.fingerprint, kc.to_json(),
                      config.encoder.pooling, config.seed)
   ik = item_vectors.extract_item_knowledge(
-      enc_cfg, kparams, tok.ids, tok.mask, pooling=str(config.encoder.pooling), entity_mode=mode,
-      cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
+      encoder.config, kparams, tok.ids, tok.mask, pooling=str(config.encoder.pooling),
+      entity_mode=mode, cache_dir=cache, weights_fingerprint=f"{kfp}|{mode}")
   pre = item_vectors.extract_item_knowledge(
       pretrained.config, pretrained.params, tok.ids, tok.mask,
       pooling=str(config.encoder.pooling), entity_mode="none", cache_dir=cache,

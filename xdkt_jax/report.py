@@ -191,10 +191,9 @@ def _levels(stats: dict, n_test) -> str:
           "excludes 0.")
 
 
-def markdown(results: dict) -> str:
-  stats = results
-  methods = list(stats["metrics"])
-  lines = [rule_line(stats.get("eval_rule")), ""]
+def _header(results: dict) -> list[str]:
+  """The rule line, the tuning/valid banner, the title, what was ranked, ties, warnings."""
+  lines = [rule_line(results.get("eval_rule")), ""]
   if results.get("tuning"):
     lines += ["> **TUNING RUN on the valid split (launch/tune.py): these numbers select a "
               "setting; they are not results.**", ""]
@@ -204,51 +203,69 @@ def markdown(results: dict) -> str:
   lines.append(f"Protocol: **{results['protocol']}**; targets {results.get('targets')}, "
                f"sources {results.get('sources')}; {results.get('n_test', '?')} test examples; "
                f"full ranking over {results.get('n_items', '?')} items; seeds "
-               f"{max(len(v) for v in stats['seeds'].values())} (deterministic methods run "
-               f"once: {', '.join(stats['deterministic']) or 'none'}).")
-  lines += ["", _levels(stats, results.get("n_test", "?")), ""]
-  tied = {n: t for n, t in stats.get("ties", {}).items() if t}
+               f"{max(len(v) for v in results['seeds'].values())} (deterministic methods run "
+               f"once: {', '.join(results['deterministic']) or 'none'}).")
+  lines += ["", _levels(results, results.get("n_test", "?")), ""]
+  tied = {n: t for n, t in results.get("ties", {}).items() if t}
   if tied:
     lines += ["Test examples whose target ties with another item (counted against the "
               "target): " + ", ".join(f"{n} {t}" for n, t in tied.items()) + ".", ""]
-  for w in stats["warnings"]:
+  for w in results["warnings"]:
     lines += [f"> **{w}**", ""]
-  comp = next((v for k, v in stats.items() if k.startswith("compared_to_")), {})
-  lines += ["## Accuracy (mean [95% CI])", ""]
-  cols = [m for m in HEADLINE if m in stats["metrics"][methods[0]]]
+  return lines
+
+
+def _accuracy(results: dict, cols: list[str]) -> list[str]:
+  """The accuracy table (each method against xdkt) and the transfer gains."""
+  methods = list(results["metrics"])
+  comp = next((v for k, v in results.items() if k.startswith("compared_to_")), {})
+  lines = ["## Accuracy (mean [95% CI])", ""]
   lines.append("| method | " + " | ".join(cols) + " | ndcg@10 vs xdkt: diff, p (Holm) |")
   lines.append("|---" * (len(cols) + 2) + "|")
   for n in methods:
     c = comp.get(n, {}).get("ndcg@10")
     vs = "—" if c is None else f"{c['mean']:+.4f}, {c['p_holm']:.2g}"
-    lines.append(f"| {n} | " + " | ".join(_cell(stats["metrics"][n].get(m)) for m in cols)
+    lines.append(f"| {n} | " + " | ".join(_cell(results["metrics"][n].get(m)) for m in cols)
                  + f" | {vs} |")
   lines += ["", "## Transfer gain: xdkt − target_only", ""]
-  if stats["transfer_gain"]:
-    lines += _gain_table(stats["transfer_gain"], cols)
+  if results["transfer_gain"]:
+    lines += _gain_table(results["transfer_gain"], cols)
   else:
     lines.append("(xdkt or target_only not run)")
-  if stats.get("transfer_gain_unfused"):
+  if results.get("transfer_gain_unfused"):
     lines += ["", "## Transfer gain without neighbourhood fusion: xdkt-nofusion − "
               "target_only-nofusion (the same trained models)", ""]
-    lines += _gain_table(stats["transfer_gain_unfused"], cols)
-  lines += ["", "## Beyond accuracy", ""]
-  bcols = [m for m in BEYOND_HEADLINE if m in stats["beyond"][methods[0]]]
+    lines += _gain_table(results["transfer_gain_unfused"], cols)
+  return lines
+
+
+def _beyond_and_groups(results: dict) -> list[str]:
+  methods = list(results["metrics"])
+  lines = ["", "## Beyond accuracy", ""]
+  bcols = [m for m in BEYOND_HEADLINE if m in results["beyond"][methods[0]]]
   lines.append("| method | " + " | ".join(bcols) + " |")
   lines.append("|---" * (len(bcols) + 1) + "|")
   for n in methods:
-    lines.append(f"| {n} | " + " | ".join(_cell(stats["beyond"][n].get(m)) for m in bcols) + " |")
-  glist = list(next(iter(stats["groups"].values()), {}))
-  if glist:
+    lines.append(f"| {n} | " + " | ".join(_cell(results["beyond"][n].get(m)) for m in bcols)
+                 + " |")
+  groups = list(next(iter(results["groups"].values()), {}))
+  if groups:
     lines += ["", "## NDCG@10 by user group (mean over seeds; n = users)", ""]
-    g0 = stats["groups"][methods[0]]
-    lines.append("| method | " + " | ".join(f"{g} (n={int(g0[g]['n'])})" for g in glist) + " |")
-    lines.append("|---" * (len(glist) + 1) + "|")
+    g0 = results["groups"][methods[0]]
+    lines.append("| method | " + " | ".join(f"{g} (n={int(g0[g]['n'])})" for g in groups)
+                 + " |")
+    lines.append("|---" * (len(groups) + 1) + "|")
     for n in methods:
-      lines.append(f"| {n} | " + " | ".join(_fmt(stats["groups"][n][g].get("ndcg@10"))
-                                             for g in glist) + " |")
-  if stats.get("selected_epochs"):
-    sel = stats["selected_epochs"]
+      lines.append(f"| {n} | " + " | ".join(_fmt(results["groups"][n][g].get("ndcg@10"))
+                                             for g in groups) + " |")
+  return lines
+
+
+def _selection(results: dict) -> list[str]:
+  """What was picked on the valid split: the kept epochs and the fusion weights."""
+  lines = []
+  if results.get("selected_epochs"):
+    sel = results["selected_epochs"]
     metric = next(iter(sel.values()))[0]["metric"]
     lines += ["", f"## Epochs kept on the valid split (early stopping on {metric})", "",
               f"| method | kept epoch / epochs run, per seed | valid {metric} of the kept epoch |",
@@ -256,8 +273,8 @@ def markdown(results: dict) -> str:
     for n, r in sel.items():
       lines.append(f"| {n} | " + ", ".join(f"{x['best_epoch']}/{x['epochs_run']}" for x in r)
                    + " | " + ", ".join(_fmt(x["best_valid"]) for x in r) + " |")
-  if stats.get("neighbour_fusion"):
-    fus = stats["neighbour_fusion"]
+  if results.get("neighbour_fusion"):
+    fus = results["neighbour_fusion"]
     metric = next(iter(fus.values()))[0]["metric"]
     lines += ["", "## Neighbourhood fusion: z(model) + w·z(item-kNN), w picked on the valid split",
               "", f"| method | w per seed | valid {metric} at w = 0 | valid {metric} at the "
@@ -267,6 +284,11 @@ def markdown(results: dict) -> str:
       lines.append(f"| {n} | " + ", ".join(f"{x['weight']:g}" for x in r) + " | "
                    + ", ".join(_fmt(at(x, 0.0)) for x in r) + " | "
                    + ", ".join(_fmt(at(x, x["weight"])) for x in r) + " |")
+  return lines
+
+
+def _alignment_and_times(results: dict) -> list[str]:
+  lines = []
   if results.get("alignment"):
     a = results["alignment"]
     lines += ["", "## Alignment (xdkt, seed 0)", "",
@@ -278,6 +300,15 @@ def markdown(results: dict) -> str:
   if t:
     lines += ["", "## Stage wall times (s)", "", "| " + " | ".join(t) + " |",
               "|---" * len(t) + "|", "| " + " | ".join(f"{v:.1f}" for v in t.values()) + " |"]
+  return lines
+
+
+def markdown(results: dict) -> str:
+  """report.md: every number of results.json a reader needs, in tables."""
+  first = next(iter(results["metrics"]))
+  cols = [m for m in HEADLINE if m in results["metrics"][first]]
+  lines = (_header(results) + _accuracy(results, cols) + _beyond_and_groups(results)
+           + _selection(results) + _alignment_and_times(results))
   lines += ["", "Plots: training_curves.png, metrics.png, alignment.png.", ""]
   return "\n".join(lines)
 

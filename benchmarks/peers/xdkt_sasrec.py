@@ -67,7 +67,7 @@ sys.path.insert(0, str(HERE))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import amazon_scientific  # noqa: E402
+from configs import amazon_scientific, common  # noqa: E402
 from recbole_sasrec import DATASET, add_common_args, prepare_data  # noqa: E402  (stdlib only)
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax.data import inputs, load, protocols  # noqa: E402
@@ -147,7 +147,8 @@ def train(args, ds, split, stats) -> tuple:
   # BOS transitions train nothing, so they do not count toward the batch or the throughput.
   per_row = stats["per_row"] if args.first_item_loss else stats["per_row_with_history"]
   batch_rows = max(1, round(args.batch / per_row))
-  cfg = dict(mode="id", hidden=args.hidden, layers=args.layers, heads=args.heads,
+  # The run config's recommender settings, then this benchmark's peer-matched ones on top.
+  cfg = dict(common.sequential_config().to_dict(), mode="id", hidden=args.hidden, layers=args.layers, heads=args.heads,
              mlp=args.inner, max_len=args.max_len, dropout=args.dropout, lr=args.lr,
              batch=batch_rows, epochs=args.epochs, norm="post", clip_norm=0.0,
              weight_decay=0.0, loss="full_softmax", seed=args.seed,

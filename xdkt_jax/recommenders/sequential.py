@@ -1,7 +1,7 @@
 """Training the sequential recommenders (SASRec, the `target_only` control, and the full
 method's recommender) on the target domain's training rows, with the shared train step.
 
-  model = train_sasrec(ds, split, target="Movies", cfg={"mode": "id"})
+  model = train_sasrec(ds, split, target="Movies", cfg=dict(config.recommend.sequential))
   scores_BxN = model.score(batch)      # batch from data.inputs.eval_arrays
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -22,34 +23,44 @@ from xdkt_jax.data.windows import pack_windows, segment_users, training_windows
 from xdkt_jax.models.sasrec import SASRec
 from xdkt_jax.models.xdkt import ITEM_ALIGNS, XDKTRec
 from xdkt_jax.recommenders import selection
-from xdkt_jax.recommenders.baselines import common
 from xdkt_jax.recommenders.scoring import SASRecModel
 from xdkt_jax.train import mesh as mesh_lib
 from xdkt_jax.train import trainer as trainer_lib
 
-# steps > 0 overrides epochs.  `batch` counts PACKED rows of max_len tokens.  Where these
-# values were chosen: benchmarks/RESULTS.md ("SASRec defaults").
-DEFAULTS = dict(
-    hidden=64, layers=2, heads=2, mlp=128, max_len=50, dropout=0.2, lr=3e-3, batch=64,
-    epochs=12, steps=0, weight_decay=0.0, clip_norm=1.0, mode="id", loss="full_softmax",
-    num_negatives=100, norm="pre", adaptor="moe", n_experts=8, fusion="gate",
-    text_dropout=0.1, pack=True, seed=None, dtype="float32", first_item_loss=True,
-    act="relu", attn_dropout=0.0, inner_dropout=True,
-    # The full method (models/xdkt.py), active when user knowledge is passed to train_sasrec:
-    align="infonce", align_weight=0.1, align_temperature=0.1, align_items=256,
-    adversarial_lambda=1.0, user_agg="mean", source_len=50, source_repr="fused",
-    source_weight=0.0,
-    # Early stopping on the VALID split (RecBole's protocol): score the valid users after every
-    # epoch with the run's own evaluator, keep the best epoch's parameters, stop after
-    # `patience` epochs without a gain.  `epochs` (or `steps`) is then the ceiling.
-    select_epoch=False, patience=3, select_metric="ndcg@10",
-    # The valid users are ranked under this exclusion rule (xdkt_jax/conventions.py; the
-    # recommend stage passes the run's resolved rule).
-    exclude_history="auto",
-    # Learning rate over the run's `steps` (epochs × steps per epoch; with select_epoch the
-    # ceiling): constant (the setting measured above) | cosine | linear decay, after a linear
-    # warm-up of `warmup_steps`.
-    schedule="constant", warmup_steps=0)
+# The recommender's settings: the keys of the run config's `recommend.sequential` section
+# (SETTINGS) and, for the full method, of `recommend.xdkt` (TRANSFER_SETTINGS).  Their values
+# live in one place, configs/common.py; train_sasrec requires every one (no second default
+# here) and refuses an unknown key.  Where the values were chosen: benchmarks/RESULTS.md
+# ("SASRec defaults").
+SETTINGS = (
+    "hidden", "layers", "heads", "mlp", "max_len", "dropout", "attn_dropout", "text_dropout",
+    "inner_dropout", "norm", "act", "dtype", "weight_decay", "clip_norm", "lr", "schedule",
+    "warmup_steps", "batch", "epochs", "steps", "loss", "num_negatives", "first_item_loss",
+    "adaptor", "n_experts", "fusion", "pack", "select_epoch", "patience", "select_metric")
+TRANSFER_SETTINGS = ("align", "align_weight", "align_temperature", "align_items",
+                     "adversarial_lambda", "user_agg", "source_len", "source_repr",
+                     "source_weight")
+# Per call, not per experiment: the method's item representation (recommend.py sets it per
+# method), a seed overriding the `seed` argument, and the rule that ranks the valid users
+# for early stopping (the recommend stage passes the run's resolved rule).
+CALL_OPTIONS = dict(mode="id", seed=None, exclude_history="auto")
+
+
+def settings(cfg, *, transfer: bool) -> types.SimpleNamespace:
+  """`cfg` (dict or ConfigDict) checked against SETTINGS (+ TRANSFER_SETTINGS with
+  `transfer`) and CALL_OPTIONS: an unknown or a missing key raises, naming it."""
+  cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+  known = set(SETTINGS) | set(TRANSFER_SETTINGS) | set(CALL_OPTIONS)
+  unknown = sorted(set(cfg) - known)
+  if unknown:
+    raise ValueError(f"sasrec: unknown option(s) {unknown}; known: {sorted(known)}")
+  required = SETTINGS + (TRANSFER_SETTINGS if transfer else ())
+  missing = [k for k in required if k not in cfg]
+  if missing:
+    raise ValueError(f"sasrec: missing option(s) {missing}: the run config's "
+                     "recommend.sequential (and recommend.xdkt) sections have them all "
+                     "(configs/common.py)")
+  return types.SimpleNamespace(**{**CALL_OPTIONS, **cfg})
 
 
 def _item_vectors(item_vectors, target: str, n_items: int):
@@ -86,29 +97,10 @@ def _source_inputs(ds, split, source_len: int, source_vectors, *, need_vectors: 
   return out
 
 
-def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: int = 0,
-                 mesh=None, log_fn=None, transfer: bool = False,
-                 source_vectors=None) -> SASRecModel:
-  """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
-  protocols.train_sequences) with the shared engine; returns a SASRecModel.
-
-  cfg: None / dict / ConfigDict over DEFAULTS (an unknown key raises).  `cfg['seed']`, when
-  set, overrides `seed`.  `item_vectors`: [N, T] array or {domain: array}; required for the
-  'text' and 'fused' modes.  Runs on `mesh` (default: all devices, data-parallel).
-
-  `transfer=True` trains the full method's recommender instead (models/xdkt.py): each user's
-  TRAINING source items (split.sources, last `source_len`) are fused in, with `cfg['align']`;
-  `source_vectors` ({domain: [n_items, T]} or [N_s, T] in split.sources order) is the source
-  items' knowledge, required in the text / fused modes.
-  """
-  o = common.options(cfg, DEFAULTS, "sasrec")
-  seed = int(seed if o.seed is None else o.seed)
+def _training_batches(ds, split, target: str, o, *, seed: int, transfer: bool, mesh):
+  """The target's TRAINING sequences as windows (packed with `o.pack`), in batches whose row
+  count divides over the mesh's batch axes; and their sizes for the run's info."""
   n_items = ds.domains[target].n_items
-  vectors = _item_vectors(item_vectors, target, n_items)
-  if o.mode in ("text", "fused") and vectors is None:
-    raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
-  if o.mode == "id":
-    vectors = None
   offsets, items = protocols.train_sequences(ds, split, target,
                                              consumer="sequential recommender batches")
   windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
@@ -121,7 +113,6 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   n_rows = len(data["inputs"])
   if n_rows < bsz:   # tiny data: one batch holding every row, no remainder dropped
     bsz = n_rows
-  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
   n_batch_shards = math.prod(mesh.shape[a] for a in mesh_lib.BATCH_AXES)
   bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
   if transfer:
@@ -129,8 +120,12 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
       raise ValueError("sasrec: first_item_loss=False is for the plain recommender only")
     data = segment_users(data)
   batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
-  total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
+  return batcher, {"windows": n_win, "rows": n_rows, "batch": bsz}
 
+
+def _recommender(ds, split, o, *, n_items: int, vectors, transfer: bool, source_vectors):
+  """(the Flax module, its constants): SASRec, or with `transfer` the full method's XDKTRec
+  with every user's training source history among the constants."""
   kw = dict(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
             heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
             dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
@@ -139,52 +134,91 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
             text_dropout=float(o.text_dropout), dtype=str(o.dtype), act=str(o.act),
             attn_dropout=float(o.attn_dropout), inner_dropout=bool(o.inner_dropout))
   consts = {} if vectors is None else {"item_vectors": vectors}   # the 'consts' collection
+  if not transfer:
+    return SASRec(**kw), consts
+  src = _source_inputs(ds, split, int(o.source_len), source_vectors,
+                       need_vectors=(o.source_repr != "id" or str(o.align) in ITEM_ALIGNS))
+  n_source_items = src.pop("n_source_items")
+  consts.update(src)
+  return XDKTRec(**kw, n_users=ds.n_users, n_source_items=n_source_items,
+                 source_len=int(o.source_len), user_agg=str(o.user_agg), align=str(o.align),
+                 source_repr=str(o.source_repr)), consts
+
+
+def _objective(module, o, *, transfer: bool):
   if transfer:
-    src = _source_inputs(ds, split, int(o.source_len), source_vectors,
-                         need_vectors=(o.source_repr != "id"
-                                       or str(o.align) in ITEM_ALIGNS))
-    n_source_items = src.pop("n_source_items")
-    consts.update(src)
-    module = XDKTRec(**kw, n_users=ds.n_users, n_source_items=n_source_items,
-                     source_len=int(o.source_len), user_agg=str(o.user_agg),
-                     align=str(o.align), source_repr=str(o.source_repr))
-  else:
-    module = SASRec(**kw)
-  dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
-  dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
-  init_fn = lambda rng: module.init(rng, *dummy, users_BxL=dummy_users)
-  opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
-                 total_steps=total, weight_decay=float(o.weight_decay),
-                 clip_norm=float(o.clip_norm))
-  k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
-  if transfer:
-    loss_fn = objectives.xdkt_objective(
+    return objectives.xdkt_objective(
         module, kind=str(o.loss), num_negatives=int(o.num_negatives),
         align_weight=float(o.align_weight), temperature=float(o.align_temperature),
         align_items=int(o.align_items), adversarial_lambda=float(o.adversarial_lambda),
         source_weight=float(o.source_weight))
-  else:
-    loss_fn = objectives.next_item_objective(
-        module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-        first_item_loss=bool(o.first_item_loss))
+  return objectives.next_item_objective(
+      module, kind=str(o.loss), num_negatives=int(o.num_negatives),
+      first_item_loss=bool(o.first_item_loss))
+
+
+class _LossLog:
+  """A writer that keeps the per-step loss the loop fetches anyway (lagged, no extra sync)."""
+
+  def __init__(self):
+    self.losses = []
+
+  def write_scalars(self, at, scalars):
+    del at
+    self.losses.append(scalars["train/loss"])
+
+  def flush(self):
+    pass
+
+
+def train_sasrec(ds, split, *, target: str, cfg, item_vectors=None, seed: int = 0,
+                 mesh=None, log_fn=None, transfer: bool = False,
+                 source_vectors=None) -> SASRecModel:
+  """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
+  protocols.train_sequences) with the shared trainer; returns a SASRecModel.
+
+  cfg: every key of SETTINGS (+ TRANSFER_SETTINGS with `transfer`), optionally CALL_OPTIONS
+  (`settings`).  `cfg['seed']`, when set, overrides `seed`.  `item_vectors`: [N, T] array or
+  {domain: array}; required for the 'text' and 'fused' modes.  Runs on `mesh` (default: all
+  devices, data-parallel).
+
+  `transfer=True` trains the full method's recommender instead (models/xdkt.py): each user's
+  TRAINING source items (split.sources, last `source_len`) are fused in, with `cfg['align']`;
+  `source_vectors` ({domain: [n_items, T]} or [N_s, T] in split.sources order) is the source
+  items' knowledge, required in the text / fused modes.
+  """
+  o = settings(cfg, transfer=transfer)
+  seed = int(seed if o.seed is None else o.seed)
+  n_items = ds.domains[target].n_items
+  vectors = _item_vectors(item_vectors, target, n_items)
+  if o.mode in ("text", "fused") and vectors is None:
+    raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
+  if o.mode == "id":
+    vectors = None
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh()
+  batcher, sizes = _training_batches(ds, split, target, o, seed=seed, transfer=transfer,
+                                     mesh=mesh)
+  total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
+  module, consts = _recommender(ds, split, o, n_items=n_items, vectors=vectors,
+                                transfer=transfer, source_vectors=source_vectors)
+  dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
+  dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
+  opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
+                 total_steps=total, weight_decay=float(o.weight_decay),
+                 clip_norm=float(o.clip_norm))
+  k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
   variables = {"consts": consts} if consts else None   # flax variables beside the params
-  trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=k_init, loop_key=k_train,
-                              mesh=mesh, rules=mesh_lib.DEFAULT_RULES, log_lr=False,
-                              consts=variables)
-  loss_log = []
-
-  class _Writer:  # collects the per-step loss the loop fetches anyway (lagged, no extra sync)
-    def write_scalars(self, at, scalars):
-      loss_log.append(scalars["train/loss"])
-
-    def flush(self):
-      pass
+  trainer = trainer_lib.build(lambda rng: module.init(rng, *dummy, users_BxL=dummy_users),
+                              _objective(module, o, transfer=transfer), opt_cfg,
+                              init_key=k_init, loop_key=k_train, mesh=mesh,
+                              rules=mesh_lib.DEFAULT_RULES, log_lr=False, consts=variables)
+  loss_log = _LossLog()
 
   def train_to(state, first: int, stop: int):
     # Host batches come from a background thread, two ahead (no checkpoint here, so the
     # step-indexed resumable source is not needed); batch_at(step) makes chunks seamless.
     return trainer.run(batcher.iterate(first, stop - first, prefetch=2), state=state,
-                       total_steps=stop, stage="sasrec", writer=_Writer(), log_every=1,
+                       total_steps=stop, stage="sasrec", writer=loss_log, log_every=1,
                        progress=False, handle_sigterm=False)
 
   t0 = time.time()
@@ -199,15 +233,15 @@ def train_sasrec(ds, split, *, target: str, cfg=None, item_vectors=None, seed: i
   else:
     result = train_to(trainer.state, 0, total)
     params = jax.device_get(result.state.params)
-  seconds = time.time() - t0
-  info = {"steps": int(result.step), "windows": n_win, "rows": n_rows, "batch": bsz,
-          "train_seconds": seconds,
+  info = {"steps": int(result.step), **sizes, "train_seconds": time.time() - t0,
           "final_loss": float(result.metrics.get("loss", float("nan"))),
           "mode": o.mode, "loss": o.loss, "transfer": transfer,
           "align": str(o.align) if transfer else "none", **select}
   chosen = (f", kept epoch {select['best_epoch']} of {select['epochs_run']} (valid "
             f"{select['select_metric']} {select['best_valid']:.4f})" if select else "")
-  name = "xdkt" if transfer else "sasrec"
-  (log_fn or logging.info)(f"{name}[{o.mode}]: {int(result.step)} steps over {n_win} windows in "
-                           f"{seconds:.1f} s, final loss {info['final_loss']:.3f}{chosen}")
-  return SASRecModel(module, params, variables, n_items, np.asarray(loss_log, np.float32), info)
+  (log_fn or logging.info)(
+      f"{'xdkt' if transfer else 'sasrec'}[{o.mode}]: {info['steps']} steps over "
+      f"{sizes['windows']} windows in {info['train_seconds']:.1f} s, final loss "
+      f"{info['final_loss']:.3f}{chosen}")
+  return SASRecModel(module, params, variables, n_items,
+                     np.asarray(loss_log.losses, np.float32), info)

@@ -122,6 +122,34 @@ def check_finite(step: int, metrics: dict):
     raise NonFiniteMetricError(step, bad)
 
 
+class _StepMetrics:
+  """Host side of the metrics: fetches one step's device metrics, checks them, shows the
+  loss on the progress bar and writes window means every `log_every` steps."""
+
+  def __init__(self, bar, writer, log_every: int):
+    self.bar, self.writer, self.log_every = bar, writer, log_every
+    self.window: dict[str, list[float]] = {}
+    self.window_t0, self.window_steps = time.time(), 0
+    self.last: dict = {}
+
+  def fetch(self, at: int, device_metrics) -> None:
+    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    check_finite(at, metrics)
+    self.last = metrics
+    for k, v in metrics.items():
+      self.window.setdefault(k, []).append(v)
+    self.window_steps += 1
+    if 'loss' in metrics:
+      self.bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
+    if self.writer is not None and self.log_every and at % self.log_every == 0:
+      elapsed = max(time.time() - self.window_t0, 1e-9)
+      scalars = {f'train/{k}': float(np.mean(v)) for k, v in self.window.items()}
+      scalars['train/steps_per_sec'] = self.window_steps / elapsed
+      self.writer.write_scalars(at, scalars)
+      self.window.clear()
+      self.window_t0, self.window_steps = time.time(), 0
+
+
 def train_loop(
     *,
     state,
@@ -152,44 +180,20 @@ def train_loop(
   block = default_block_every_step() if block_every_step is None else (
       block_every_step)
   step = int(jax.device_get(state.step))
-  is_main = jax.process_index() == 0
   bar = tqdm.tqdm(total=total_steps, initial=step, unit='step',
-                  disable=not (progress and is_main), dynamic_ncols=True)
-  window: dict[str, list[float]] = {}
-  window_t0, window_steps = time.time(), 0
+                  disable=not (progress and jax.process_index() == 0),
+                  dynamic_ncols=True)
+  host = _StepMetrics(bar, writer, log_every)
   pending = None  # (step, device metrics) not yet fetched
-  last: dict = {}
   saved_step = None
-
-  def data_state():
-    get_state = getattr(data, 'get_state', None)
-    return get_state() if get_state else {}
-
-  def fetch(item):
-    """Host-side checks and logging for one step's metrics."""
-    nonlocal last, window_t0, window_steps
-    at, metrics = item
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    check_finite(at, metrics)
-    last = metrics
-    for k, v in metrics.items():
-      window.setdefault(k, []).append(v)
-    window_steps += 1
-    if 'loss' in metrics:
-      bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
-    if writer is not None and log_every and at % log_every == 0:
-      elapsed = max(time.time() - window_t0, 1e-9)
-      scalars = {f'train/{k}': float(np.mean(v)) for k, v in window.items()}
-      scalars['train/steps_per_sec'] = window_steps / elapsed
-      writer.write_scalars(at, scalars)
-      window.clear()
-      window_t0, window_steps = time.time(), 0
 
   def checkpoint(at, force=False):
     nonlocal saved_step
     if ckpt_mngr is None or saved_step == at or ckpt_mngr.latest_step() == at:
       return False
-    if ckpt_lib.save(ckpt_mngr, at, state, data_state(), force=force):
+    get_state = getattr(data, 'get_state', None)
+    if ckpt_lib.save(ckpt_mngr, at, state, get_state() if get_state else {},
+                     force=force):
       saved_step = at
       return True
     return False
@@ -206,19 +210,19 @@ def train_loop(
         if block:
           jax.block_until_ready((state, metrics))
         if pending is not None:
-          fetch(pending)
+          host.fetch(*pending)
         pending = (step, metrics)
         bar.update(1)
         stop = preemption.reached(step)
         if stop or (ckpt_mngr is not None and ckpt_mngr.should_save(step)):
-          fetch(pending)
+          host.fetch(*pending)
           pending = None
           checkpoint(step, force=stop)
         if stop:
           preempted = True
           break
       if pending is not None:
-        fetch(pending)
+        host.fetch(*pending)
         pending = None
       checkpoint(step, force=True)
     finally:
@@ -227,7 +231,9 @@ def train_loop(
         ckpt_mngr.wait_until_finished()
       if writer is not None:
         writer.flush()
-    # A SIGTERM after the last step's check must not be swallowed: the final checkpoint is
-    # written, and the caller stops as it would have one step earlier.
+    # A SIGTERM after the last step's check must not be swallowed: the final
+    # checkpoint is written, and the caller stops as it would have one step
+    # earlier.
     preempted = preempted or preemption.flag
-  return LoopResult(state=state, step=step, preempted=preempted, metrics=last)
+  return LoopResult(state=state, step=step, preempted=preempted,
+                    metrics=host.last)
