@@ -169,16 +169,16 @@ def _overlapping(ds: CrossDomainDataset, target: str, sources: list[str]) -> np.
   return has_src & has_tgt
 
 
-def _pick_eval_users(ds, candidates: np.ndarray, cfg, seed: int):
+def _pick_eval_users(ds, candidates: np.ndarray, spec: SplitSpec):
   """(valid_users, test_users): the shipped user split if there is one, else a seeded draw of
   `cold_frac` of the candidates, halved."""
-  if ds.user_split is not None and cfg.get("use_given_user_split", True):
+  if ds.user_split is not None and spec.use_given_user_split:
     us = ds.user_split
     return (np.nonzero(candidates & (us == "valid"))[0],
             np.nonzero(candidates & (us == "test"))[0])
   cand = np.nonzero(candidates)[0]
-  rng = np.random.default_rng([seed, 7331])
-  n = int(round(len(cand) * float(cfg.get("cold_frac", 0.2))))
+  rng = np.random.default_rng([spec.seed, 7331])
+  n = int(round(len(cand) * float(spec.cold_frac)))
   chosen = rng.permutation(cand)[:n]
   n_valid = n // 2
   return np.sort(chosen[:n_valid]), np.sort(chosen[n_valid:])
@@ -203,125 +203,244 @@ def _loo(d: Domain, n_users: int, users_mask: np.ndarray, min_rows: int = 3):
           excluded)
 
 
-def make_split(ds: CrossDomainDataset, cfg) -> Split:
-  """cfg: the run config (reads cfg.protocol, cfg.protocol_k, cfg.seed, cfg.data.*)."""
-  protocol = cfg.protocol
+# ---------------------------------------------------------------------------------------------
+# The run config, read once.
+
+def _check_protocol(protocol) -> None:
   if protocol not in PROTOCOLS:
     raise ValueError(f"config.protocol: unknown protocol {protocol!r}; one of {PROTOCOLS}")
-  data = cfg.data
-  k = int(cfg.get("protocol_k", 0))
-  seed = int(cfg.get("seed", 0))
-  names = ds.domain_names
-  if protocol == "multi_domain":
-    targets, sources = names, []
-  else:
-    target = data.get("target_domain", "") or names[-1]
-    if target not in ds.domains:
-      raise ValueError(f"config.data.target_domain: {target!r} is not a loaded domain {names}")
-    targets = [target]
-    sources = [n for n in names if n != target]
-    if protocol in ("warm", "cold_start", "new_domain") and not sources:
-      raise ValueError(f"protocol {protocol!r} needs at least one source domain; got {names}")
-  if data.get("use_cross_domain_order", False) and not ds.real_timestamps:
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+  """What `make_split` needs from the run config, and nothing else.
+
+  Attributes:
+    protocol: one of PROTOCOLS (config.protocol).
+    k: revealed target rows per cold_start user (config.protocol_k).
+    seed: seeds the draw of held-out users when no user split is shipped (config.seed).
+    target_domain: the evaluated domain, '' for the last loaded one (config.data.target_domain);
+      unused by multi_domain.
+    cold_frac: share of the candidate users held out for cold_start / new_domain when no user
+      split is shipped (config.protocol_cold_frac).  Kept as the config holds it and converted
+      where the users are drawn, so a value no protocol uses cannot fail the split.
+    use_given_user_split: evaluate the users.tsv split where the data ships one
+      (config.data.use_given_user_split).
+    use_cross_domain_order: withhold source rows at or after a user's first evaluation target;
+      needs real timestamps (config.data.use_cross_domain_order).
+  """
+  protocol: str
+  k: int = 0
+  seed: int = 0
+  target_domain: str = ""
+  cold_frac: float = 0.2
+  use_given_user_split: bool = True
+  use_cross_domain_order: bool = False
+
+  def __post_init__(self):
+    _check_protocol(self.protocol)
+
+  @classmethod
+  def from_config(cls, cfg) -> SplitSpec:
+    """Reads cfg.protocol, cfg.protocol_k, cfg.seed, cfg.protocol_cold_frac and cfg.data.*.
+
+    The protocol is checked before anything else is read, so a bad one is the error reported.
+    """
+    protocol = cfg.protocol
+    _check_protocol(protocol)
+    data = cfg.data
+    return cls(protocol=protocol,
+               k=int(cfg.get("protocol_k", 0)),
+               seed=int(cfg.get("seed", 0)),
+               target_domain=data.get("target_domain", ""),
+               cold_frac=cfg.get("protocol_cold_frac", 0.2),
+               use_given_user_split=bool(data.get("use_given_user_split", True)),
+               use_cross_domain_order=bool(data.get("use_cross_domain_order", False)))
+
+
+# ---------------------------------------------------------------------------------------------
+# make_split: the domains' roles, one function per protocol, then the shared tail.
+
+def make_split(ds: CrossDomainDataset, cfg) -> Split:
+  """Cuts `ds` into a leakage-checked Split.
+
+  Args:
+    ds: the loaded dataset.
+    cfg: the run config (read once, by `SplitSpec.from_config`), or a SplitSpec.
+
+  Returns:
+    The Split; `check_leakage` has passed on it.
+
+  Raises:
+    ValueError: an unknown protocol or target domain, a transfer protocol without a source
+      domain, or cross-domain order asked of data without real timestamps.
+    LeakageError: an evaluation target is visible to training or sits in an input history
+      (`leakage.check_split`).
+  """
+  spec = cfg if isinstance(cfg, SplitSpec) else SplitSpec.from_config(cfg)
+  targets, sources = _targets_and_sources(ds, spec)
+  if spec.use_cross_domain_order and not ds.real_timestamps:
     raise ValueError("config.data.use_cross_domain_order needs real timestamps, but this "
                      "dataset's order keys are positions (cross-domain order is not real)")
-
-  train_rows: dict[str, np.ndarray] = {}
-  evals: dict[str, dict[str, EvalSet]] = {}
-  info: dict = {}
-  n_users = ds.n_users
-
-  if protocol == "multi_domain":
-    for n in names:
-      d = ds.domains[n]
-      if d.given_split is not None:
-        evals[n] = _given_eval(d)
-        train_rows[n] = _given_train_rows(d, n_users)
-        continue
-      mask, v, t, excl = _loo(d, n_users, np.ones(n_users, bool))
-      train_rows[n] = np.nonzero(mask)[0]
-      evals[n] = {"valid": v, "test": t}
-      info[f"{n}/excluded_users_lt3"] = excl
-    split = Split(protocol, k, targets, sources, train_rows, evals, ds.fingerprint(), info)
-    check_leakage(ds, split)
-    return split
-
-  tname = targets[0]
-  td = ds.domains[tname]
-  for s in sources:
-    train_rows[s] = np.arange(len(ds.domains[s].inter), dtype=np.int64)
-  if protocol == "in_domain":
-    train_rows = {}
-  off, rows = user_rows(td, n_users)
-  cnt = np.diff(off)
-
-  if td.given_split is not None and protocol in ("in_domain", "warm"):
-    evals[tname] = _given_eval(td)
-    train_rows[tname] = _given_train_rows(td, n_users)
-  elif protocol == "in_domain":
-    mask, v, t, excl = _loo(td, n_users, np.ones(n_users, bool))
-    train_rows[tname] = np.nonzero(mask)[0]
-    evals[tname] = {"valid": v, "test": t}
-    info["excluded_users_lt3"] = excl
-  elif protocol == "warm":
-    overlap = _overlapping(ds, tname, sources)
-    if ds.user_split is not None and data.get("use_given_user_split", True):
-      mask = np.ones(len(td.inter), dtype=bool)
-      parts = {}
-      for part in ("valid", "test"):
-        us = np.nonzero(overlap & (ds.user_split == part) & (cnt >= 1))[0]
-        tr = [rows[off[u + 1] - 1] for u in us]
-        hist = [rows[off[u]:off[u + 1] - 1] for u in us]
-        mask[np.asarray(tr, np.int64)] = False
-        parts[part] = _eval_set(td, us, tr, hist)
-      train_rows[tname] = np.nonzero(mask)[0]
-      evals[tname] = parts
-    else:
-      mask, v, t, excl = _loo(td, n_users, overlap)
-      train_rows[tname] = np.nonzero(mask)[0]
-      evals[tname] = {"valid": v, "test": t}
-      info["excluded_users_lt3"] = excl
-  else:  # cold_start / new_domain
-    overlap = _overlapping(ds, tname, sources)
-    valid_u, test_u = _pick_eval_users(ds, overlap, _protocol_opts(cfg), seed)
-    mask = np.ones(len(td.inter), dtype=bool) if protocol == "cold_start" else \
-        np.zeros(len(td.inter), dtype=bool)
-    parts, excluded, withheld = {}, 0, 0
-    for part, us in (("valid", valid_u), ("test", test_u)):
-      keep_u, tr, hist = [], [], []
-      for u in us:
-        r = rows[off[u]:off[u + 1]]
-        if protocol == "cold_start":
-          mask[r] = False  # everything withheld, then the k revealed rows come back
-          if len(r) < k + 1:
-            excluded += 1
-            withheld += len(r)
-            continue
-          mask[r[:k]] = True
-          withheld += len(r) - k - 1
-          keep_u.append(u); tr.append(r[k]); hist.append(r[:k])
-        else:
-          keep_u.append(u); tr.append(r[-1]); hist.append(r[:-1])
-      parts[part] = _eval_set(td, keep_u, tr, hist) if keep_u else _empty_eval()
-    train_rows[tname] = np.nonzero(mask)[0]
-    evals[tname] = parts
-    info["excluded_users_too_few_target_rows"] = excluded
-    if protocol == "cold_start":
-      info["withheld_target_rows_after_target"] = withheld
-    else:
-      info["withheld_target_rows"] = int(len(td.inter))
-
-  if data.get("use_cross_domain_order", False) and sources:
-    _cut_future_source(ds, tname, sources, train_rows, evals, info)
-
-  split = Split(protocol, k, targets, sources, train_rows, evals, ds.fingerprint(), info)
+  if spec.protocol == "multi_domain":
+    train_rows, evals, info = _multi_domain_split(ds)
+  else:
+    train_rows, evals, info = _PER_TARGET_SPLITS[spec.protocol](ds, spec, targets[0], sources)
+  # multi_domain has no sources, so its rows are never cut.
+  if spec.use_cross_domain_order and sources:
+    _cut_future_source(ds, targets[0], sources, train_rows, evals, info)
+  split = Split(spec.protocol, spec.k, targets, sources, train_rows, evals, ds.fingerprint(),
+                info)
   check_leakage(ds, split)
   return split
 
 
-def _protocol_opts(cfg) -> dict:
-  return {"cold_frac": cfg.get("protocol_cold_frac", 0.2),
-          "use_given_user_split": cfg.data.get("use_given_user_split", True)}
+def _targets_and_sources(ds: CrossDomainDataset, spec: SplitSpec):
+  """(evaluated domains, source domains): every domain and none for multi_domain, else the
+  configured target (default: the last domain) and all the others."""
+  names = ds.domain_names
+  if spec.protocol == "multi_domain":
+    return names, []
+  target = spec.target_domain or names[-1]
+  if target not in ds.domains:
+    raise ValueError(f"config.data.target_domain: {target!r} is not a loaded domain {names}")
+  sources = [n for n in names if n != target]
+  if spec.protocol in ("warm", "cold_start", "new_domain") and not sources:
+    raise ValueError(f"protocol {spec.protocol!r} needs at least one source domain; "
+                     f"got {names}")
+  return [target], sources
+
+
+def _multi_domain_split(ds: CrossDomainDataset):
+  """Every domain evaluated: its shipped split, else leave-one-out over all its users."""
+  train_rows, evals, info = {}, {}, {}
+  for name in ds.domain_names:
+    domain = ds.domains[name]
+    if domain.given_split is not None:
+      evals[name] = _given_eval(domain)
+      train_rows[name] = _given_train_rows(domain, ds.n_users)
+      continue
+    train_mask, valid, test, excluded = _loo(domain, ds.n_users, np.ones(ds.n_users, bool))
+    train_rows[name] = np.nonzero(train_mask)[0]
+    evals[name] = {"valid": valid, "test": test}
+    info[f"{name}/excluded_users_lt3"] = excluded
+  return train_rows, evals, info
+
+
+def _in_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]):
+  """Target only (no source row trains): its shipped split, else leave-one-out."""
+  del spec, sources  # the same signature as the other per-target protocols
+  domain = ds.domains[target]
+  if domain.given_split is not None:
+    return ({target: _given_train_rows(domain, ds.n_users)}, {target: _given_eval(domain)},
+            {})
+  train_mask, valid, test, excluded = _loo(domain, ds.n_users, np.ones(ds.n_users, bool))
+  return ({target: np.nonzero(train_mask)[0]}, {target: {"valid": valid, "test": test}},
+          {"excluded_users_lt3": excluded})
+
+
+def _warm_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]):
+  """All source rows train; overlapping users are evaluated on the target (module doc)."""
+  train_rows = _all_source_rows(ds, sources)
+  domain = ds.domains[target]
+  if domain.given_split is not None:
+    train_rows[target] = _given_train_rows(domain, ds.n_users)
+    return train_rows, {target: _given_eval(domain)}, {}
+  overlap = _overlapping(ds, target, sources)
+  if ds.user_split is not None and spec.use_given_user_split:
+    train_mask, parts = _last_row_of_given_users(ds, domain, overlap)
+    info = {}
+  else:
+    train_mask, valid, test, excluded = _loo(domain, ds.n_users, overlap)
+    parts, info = {"valid": valid, "test": test}, {"excluded_users_lt3": excluded}
+  train_rows[target] = np.nonzero(train_mask)[0]
+  return train_rows, {target: parts}, info
+
+
+def _last_row_of_given_users(ds: CrossDomainDataset, domain: Domain, overlap: np.ndarray):
+  """warm with a shipped user split: each overlapping valid/test user's LAST target row is
+  their example and the rest of their rows train.  Returns (train_mask, {part: EvalSet})."""
+  offsets, rows = user_rows(domain, ds.n_users)
+  counts = np.diff(offsets)
+  train_mask = np.ones(len(domain.inter), dtype=bool)
+  parts = {}
+  for part in ("valid", "test"):
+    users = np.nonzero(overlap & (ds.user_split == part) & (counts >= 1))[0]
+    target_rows = [rows[offsets[user + 1] - 1] for user in users]
+    histories = [rows[offsets[user]:offsets[user + 1] - 1] for user in users]
+    train_mask[np.asarray(target_rows, np.int64)] = False
+    parts[part] = _eval_set(domain, users, target_rows, histories)
+  return train_mask, parts
+
+
+def _cold_start_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
+                      sources: list[str]):
+  """Held-out users reveal their first k target rows (they train) and predict the next;
+  their later rows are withheld, users with < k+1 target rows excluded (both counted)."""
+  train_rows = _all_source_rows(ds, sources)
+  domain = ds.domains[target]
+  train_mask = np.ones(len(domain.inter), dtype=bool)
+  parts, excluded, withheld = {}, 0, 0
+  for part, sequences in _held_out_sequences(ds, spec, domain, target, sources):
+    kept_users, target_rows, histories = [], [], []
+    for user, seq in sequences:
+      train_mask[seq] = False  # everything withheld, then the k revealed rows come back
+      if len(seq) < spec.k + 1:
+        excluded += 1
+        withheld += len(seq)
+        continue
+      train_mask[seq[:spec.k]] = True
+      withheld += len(seq) - spec.k - 1
+      kept_users.append(user); target_rows.append(seq[spec.k]); histories.append(seq[:spec.k])
+    parts[part] = _eval_set_or_empty(domain, kept_users, target_rows, histories)
+  train_rows[target] = np.nonzero(train_mask)[0]
+  info = {"excluded_users_too_few_target_rows": excluded,
+          "withheld_target_rows_after_target": withheld}
+  return train_rows, {target: parts}, info
+
+
+def _new_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
+                      sources: list[str]):
+  """No target row trains; held-out users predict their last target row from the earlier
+  ones, given as input only."""
+  train_rows = _all_source_rows(ds, sources)
+  domain = ds.domains[target]
+  parts = {}
+  for part, sequences in _held_out_sequences(ds, spec, domain, target, sources):
+    kept_users, target_rows, histories = [], [], []
+    for user, seq in sequences:
+      kept_users.append(user); target_rows.append(seq[-1]); histories.append(seq[:-1])
+    parts[part] = _eval_set_or_empty(domain, kept_users, target_rows, histories)
+  # np.nonzero of an all-False mask: empty, with the dtype of every other train_rows entry.
+  train_rows[target] = np.nonzero(np.zeros(len(domain.inter), dtype=bool))[0]
+  info = {"excluded_users_too_few_target_rows": 0,
+          "withheld_target_rows": int(len(domain.inter))}
+  return train_rows, {target: parts}, info
+
+
+def _all_source_rows(ds: CrossDomainDataset, sources: list[str]) -> dict[str, np.ndarray]:
+  """Every row of every source domain trains (warm, cold_start, new_domain)."""
+  return {s: np.arange(len(ds.domains[s].inter), dtype=np.int64) for s in sources}
+
+
+def _held_out_sequences(ds: CrossDomainDataset, spec: SplitSpec, domain: Domain, target: str,
+                        sources: list[str]):
+  """[(part, [(user, the user's target rows in order), ...]) for valid, test]: the held-out
+  users of cold_start / new_domain, drawn from the users with both source and target rows."""
+  offsets, rows = user_rows(domain, ds.n_users)
+  valid_users, test_users = _pick_eval_users(ds, _overlapping(ds, target, sources), spec)
+  return [(part, [(user, rows[offsets[user]:offsets[user + 1]]) for user in users])
+          for part, users in (("valid", valid_users), ("test", test_users))]
+
+
+def _eval_set_or_empty(domain: Domain, users: list, target_rows: list,
+                       histories: list) -> EvalSet:
+  """`_eval_set`, or an empty EvalSet when no user is kept (the lists are empty)."""
+  return _eval_set(domain, users, target_rows, histories) if users else _empty_eval()
+
+
+_PER_TARGET_SPLITS = {"in_domain": _in_domain_split, "warm": _warm_split,
+                      "cold_start": _cold_start_split, "new_domain": _new_domain_split}
 
 
 def _cut_future_source(ds, tname, sources, train_rows, evals, info) -> None:
