@@ -20,7 +20,7 @@ def shared_data_dir() -> Path:
 
 
 def synthetic_config() -> mlc.ConfigDict:
-  """The synthetic world's knobs (defaults and meanings: xdkt_jax/data/synthetic.py)."""
+  """The synthetic world's knobs (defaults and meanings: xdkt_jax/data/synthetic/params.py)."""
   from xdkt_jax.data import synthetic  # pylint: disable=import-outside-toplevel
   c = synthetic.default_config()
   c.domains = ",".join(c.domains)

@@ -9,6 +9,7 @@ import pytest
 
 from xdkt_jax.data import synthetic
 from xdkt_jax.data.schema import CrossDomainDataset
+from xdkt_jax.data.synthetic import sampling
 
 
 def _cfg(**kw):
@@ -185,8 +186,8 @@ def test_sampler_matches_softmax():
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(3, 7)).astype(np.float32) * 2
   counts = np.array([60_000, 1, 60_000])
-  out = synthetic._sample_grouped(lambda lo, hi: logits[lo:hi].copy(), counts, 7, rng,
-                                  chunk_elems=14)          # 2 groups per chunk
+  out = sampling.sample_grouped(lambda lo, hi: logits[lo:hi].copy(), counts, 7, rng,
+                                chunk_elems=14)          # 2 groups per chunk
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
   for g, (a, b) in enumerate([(0, 60_000), (60_001, 120_001)]):
@@ -199,8 +200,8 @@ def test_sampler_two_level_path_matches_softmax():
   rng = np.random.default_rng(1)
   row = (rng.normal(size=100) * 1.5).astype(np.float32)
   counts = np.ones(40_000, np.int64)
-  out = synthetic._sample_grouped(lambda lo, hi: np.tile(row, (hi - lo, 1)), counts, 100,
-                                  rng, block=32)
+  out = sampling.sample_grouped(lambda lo, hi: np.tile(row, (hi - lo, 1)), counts, 100,
+                                rng, block=32)
   p = np.exp(row - row.max())
   p /= p.sum()
   np.testing.assert_allclose(np.bincount(out, minlength=100) / len(out), p, atol=0.01)
@@ -210,7 +211,7 @@ def test_within_category_sampler_stays_in_category(world):
   _, w = world
   lat = w.domains["Books"]
   cat = np.random.default_rng(1).integers(len(w.categories), size=5000)
-  items = synthetic._sample_within(cat, lat, np.random.default_rng(2))
+  items = sampling.sample_within(cat, lat, np.random.default_rng(2))
   np.testing.assert_array_equal(lat.category[items], cat)
 
 
