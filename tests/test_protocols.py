@@ -142,6 +142,9 @@ def test_cross_domain_order_needs_real_timestamps():
   for r in sp.train_rows["S"]:
     assert s.inter.order[r] < first.get(s.inter.user[r], np.inf)
   assert sp.info["S/withheld_future_source_rows"] > 0
+  # in_domain trains on no source row, so there is nothing to cut (it used to raise KeyError)
+  sp = P.make_split(ds, cfg("in_domain", use_cross_domain_order=True))
+  assert sp.train_rows.keys() == {"T"} and not any("withheld" in k for k in sp.info)
 
 
 def given_world():

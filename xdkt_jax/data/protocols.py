@@ -286,8 +286,8 @@ def make_split(ds: CrossDomainDataset, cfg) -> Split:
     train_rows, evals, info = _multi_domain_split(ds)
   else:
     train_rows, evals, info = _PER_TARGET_SPLITS[spec.protocol](ds, spec, targets[0], sources)
-  # multi_domain has no sources, so its rows are never cut.
-  if spec.use_cross_domain_order and sources:
+  # multi_domain has no sources and in_domain trains on none of their rows: nothing to cut.
+  if spec.use_cross_domain_order and sources and spec.protocol != "in_domain":
     _cut_future_source(ds, targets[0], sources, train_rows, evals, info)
   split = Split(spec.protocol, spec.k, targets, sources, train_rows, evals, ds.fingerprint(),
                 info)
