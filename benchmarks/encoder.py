@@ -58,7 +58,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import peak_flops  # noqa: E402
 from xdkt_jax import lm  # noqa: E402
-from xdkt_jax.models.encoder import Block, EncoderConfig, LanguageModel, pool  # noqa: E402
+from xdkt_jax.models.encoder import Block, LanguageModel, pool  # noqa: E402
+from xdkt_jax.models.encoder_config import EncoderConfig  # noqa: E402
 from xdkt_jax.train import mesh as mesh_lib  # noqa: E402
 from xdkt_jax.train import optim as optim_lib  # noqa: E402
 from xdkt_jax.train import state as state_lib  # noqa: E402

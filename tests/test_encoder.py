@@ -7,8 +7,8 @@ import pytest
 import flax.linen as nn
 from jax.sharding import AxisType, PartitionSpec as P
 
-from xdkt_jax.models.encoder import (EncoderConfig, LanguageModel, init_params, logical_axes,
-                                     pool)
+from xdkt_jax.models.encoder import LanguageModel, init_params, logical_axes, pool
+from xdkt_jax.models.encoder_config import EncoderConfig
 
 FAMILIES = ("bert", "gpt2")
 

@@ -16,7 +16,8 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
 from xdkt_jax.models import hf_weights as hw
-from xdkt_jax.models.encoder import EncoderConfig, LanguageModel, init_params, pool
+from xdkt_jax.models.encoder import LanguageModel, init_params, pool
+from xdkt_jax.models.encoder_config import EncoderConfig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 PARITY_ATOL = 1e-4

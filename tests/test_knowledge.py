@@ -12,7 +12,8 @@ from conftest import make_dataset
 from xdkt_jax.knowledge import entities, item_vectors, labels, train
 from xdkt_jax.data.schema import ItemTable
 from xdkt_jax.data.tokenization import encode_texts, load_tokenizer
-from xdkt_jax.models.encoder import EncoderConfig, init_params
+from xdkt_jax.models.encoder import init_params
+from xdkt_jax.models.encoder_config import EncoderConfig
 
 ITEMS = {
   "Art": [("rugged outdoorsy trail frame", "arts > outdoorsy > frames", "acme"),

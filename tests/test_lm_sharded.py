@@ -15,7 +15,8 @@ WORKER = textwrap.dedent("""
   import jax, jax.numpy as jnp, numpy as np
   import ml_collections as mlc
   from xdkt_jax import lm
-  from xdkt_jax.models.encoder import EncoderConfig, LanguageModel
+  from xdkt_jax.models.encoder import LanguageModel
+  from xdkt_jax.models.encoder_config import EncoderConfig
   from xdkt_jax.train import mesh as mesh_lib, optim, state as state_lib, steps as steps_lib
   cfg = EncoderConfig.tiny(vocab_size=1000, max_len=16, hidden_size=32, num_heads=4)
   model = LanguageModel(cfg)

@@ -29,7 +29,8 @@ from xdkt_jax import losses
 from xdkt_jax.data.batching import Batcher, fixed_shape_batches
 from xdkt_jax.data.tokenization import TokenizedItems, load_tokenizer
 from xdkt_jax.models import hf_weights
-from xdkt_jax.models.encoder import EncoderConfig, LanguageModel, pool
+from xdkt_jax.models.encoder import LanguageModel, pool
+from xdkt_jax.models.encoder_config import EncoderConfig
 from xdkt_jax.train import checkpoint as ckpt_lib
 from xdkt_jax.train import loop as loop_lib
 from xdkt_jax.train import mesh as mesh_lib

@@ -103,10 +103,9 @@ def _multi_domain_stages(config, wd: Path, ds, tok, split, knowledge, stages, ti
   """multi_domain: every domain is ranked in turn with the others as its sources, each in
   <workdir>/targets/<domain>/ (recommend, evaluate, report), then one summary in <workdir>."""
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
-  from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
   domains = {}
   for d in split.targets:
-    view = P.target_view(split, d)
+    view = protocols.target_view(split, d)
     log(f"multi_domain: target {d}, sources {view.sources}")
     sub = {}
     if knowledge is None and "recommend" in stages:

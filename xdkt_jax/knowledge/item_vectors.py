@@ -18,7 +18,7 @@ import numpy as np
 
 from xdkt_jax import artifacts
 from xdkt_jax.data.batching import fixed_shape_batches
-from xdkt_jax.models.encoder import EncoderConfig
+from xdkt_jax.models.encoder_config import EncoderConfig
 from xdkt_jax.models.knowledge_head import ENTITY_MODES, KnowledgeHeadConfig, KnowledgeModel
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from xdkt_jax import losses
 from xdkt_jax.data.batching import Batcher, fixed_shape_batches
 from xdkt_jax.knowledge.labels import KnowledgeLabels
-from xdkt_jax.models.encoder import EncoderConfig
+from xdkt_jax.models.encoder_config import EncoderConfig
 from xdkt_jax.models.knowledge_head import KnowledgeHeadConfig, KnowledgeModel
 
 

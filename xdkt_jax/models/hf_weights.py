@@ -30,7 +30,8 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
-from xdkt_jax.models.encoder import EncoderConfig, init_params
+from xdkt_jax.models.encoder import init_params
+from xdkt_jax.models.encoder_config import EncoderConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from xdkt_jax.models.partitioning import NORMAL_002
-from xdkt_jax.models.encoder import Encoder, EncoderConfig, pool
+from xdkt_jax.models.encoder import Encoder, pool
+from xdkt_jax.models.encoder_config import EncoderConfig
 
 ENTITY_MODES = ("none", "predicted")
 

@@ -97,64 +97,64 @@ def _source_inputs(ds, split, source_len: int, source_vectors, *, need_vectors: 
   return out
 
 
-def _training_batches(ds, split, target: str, o, *, seed: int, transfer: bool, mesh):
-  """The target's TRAINING sequences as windows (packed with `o.pack`), in batches whose row
+def _training_batches(ds, split, target: str, opt, *, seed: int, transfer: bool, mesh):
+  """The target's TRAINING sequences as windows (packed with `opt.pack`), in batches whose row
   count divides over the mesh's batch axes; and their sizes for the run's info."""
   n_items = ds.domains[target].n_items
   offsets, items = protocols.train_sequences(ds, split, target,
                                              consumer="sequential recommender batches")
-  windows = training_windows(offsets, items, n_items=n_items, max_len=int(o.max_len))
+  windows = training_windows(offsets, items, n_items=n_items, max_len=int(opt.max_len))
   n_win = len(windows["inputs"])
-  data = (pack_windows(windows, max_len=int(o.max_len), max_segments=8 if transfer else 0)
-          if o.pack else windows)
+  data = (pack_windows(windows, max_len=int(opt.max_len), max_segments=8 if transfer else 0)
+          if opt.pack else windows)
   if n_win == 0:
     raise ValueError(f"sasrec: no training rows in target domain {target!r}")
-  bsz = int(o.batch)
+  bsz = int(opt.batch)
   n_rows = len(data["inputs"])
   if n_rows < bsz:   # tiny data: one batch holding every row, no remainder dropped
     bsz = n_rows
   n_batch_shards = math.prod(mesh.shape[a] for a in mesh_lib.BATCH_AXES)
   bsz = max(n_batch_shards, bsz // n_batch_shards * n_batch_shards)
   if transfer:
-    if not o.first_item_loss:
+    if not opt.first_item_loss:
       raise ValueError("sasrec: first_item_loss=False is for the plain recommender only")
     data = segment_users(data)
   batcher = Batcher(data, bsz, seed=seed, drop_remainder=True)
   return batcher, {"windows": n_win, "rows": n_rows, "batch": bsz}
 
 
-def _recommender(ds, split, o, *, n_items: int, vectors, transfer: bool, source_vectors):
+def _recommender(ds, split, opt, *, n_items: int, vectors, transfer: bool, source_vectors):
   """(the Flax module, its constants): SASRec, or with `transfer` the full method's XDKTRec
   with every user's training source history among the constants."""
-  kw = dict(n_items=n_items, hidden=int(o.hidden), layers=int(o.layers),
-            heads=int(o.heads), mlp=int(o.mlp), max_len=int(o.max_len),
-            dropout=float(o.dropout), norm=str(o.norm), mode=str(o.mode),
-            text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(o.adaptor),
-            n_experts=int(o.n_experts), fusion=str(o.fusion),
-            text_dropout=float(o.text_dropout), dtype=str(o.dtype), act=str(o.act),
-            attn_dropout=float(o.attn_dropout), inner_dropout=bool(o.inner_dropout))
+  kw = dict(n_items=n_items, hidden=int(opt.hidden), layers=int(opt.layers),
+            heads=int(opt.heads), mlp=int(opt.mlp), max_len=int(opt.max_len),
+            dropout=float(opt.dropout), norm=str(opt.norm), mode=str(opt.mode),
+            text_dim=0 if vectors is None else vectors.shape[1], adaptor=str(opt.adaptor),
+            n_experts=int(opt.n_experts), fusion=str(opt.fusion),
+            text_dropout=float(opt.text_dropout), dtype=str(opt.dtype), act=str(opt.act),
+            attn_dropout=float(opt.attn_dropout), inner_dropout=bool(opt.inner_dropout))
   consts = {} if vectors is None else {"item_vectors": vectors}   # the 'consts' collection
   if not transfer:
     return SASRec(**kw), consts
-  src = _source_inputs(ds, split, int(o.source_len), source_vectors,
-                       need_vectors=(o.source_repr != "id" or str(o.align) in ITEM_ALIGNS))
+  src = _source_inputs(ds, split, int(opt.source_len), source_vectors,
+                       need_vectors=(opt.source_repr != "id" or str(opt.align) in ITEM_ALIGNS))
   n_source_items = src.pop("n_source_items")
   consts.update(src)
   return XDKTRec(**kw, n_users=ds.n_users, n_source_items=n_source_items,
-                 source_len=int(o.source_len), user_agg=str(o.user_agg), align=str(o.align),
-                 source_repr=str(o.source_repr)), consts
+                 source_len=int(opt.source_len), user_agg=str(opt.user_agg), align=str(opt.align),
+                 source_repr=str(opt.source_repr)), consts
 
 
-def _objective(module, o, *, transfer: bool):
+def _objective(module, opt, *, transfer: bool):
   if transfer:
     return objectives.xdkt_objective(
-        module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-        align_weight=float(o.align_weight), temperature=float(o.align_temperature),
-        align_items=int(o.align_items), adversarial_lambda=float(o.adversarial_lambda),
-        source_weight=float(o.source_weight))
+        module, kind=str(opt.loss), num_negatives=int(opt.num_negatives),
+        align_weight=float(opt.align_weight), temperature=float(opt.align_temperature),
+        align_items=int(opt.align_items), adversarial_lambda=float(opt.adversarial_lambda),
+        source_weight=float(opt.source_weight))
   return objectives.next_item_objective(
-      module, kind=str(o.loss), num_negatives=int(o.num_negatives),
-      first_item_loss=bool(o.first_item_loss))
+      module, kind=str(opt.loss), num_negatives=int(opt.num_negatives),
+      first_item_loss=bool(opt.first_item_loss))
 
 
 class _LossLog:
@@ -187,29 +187,29 @@ def train_sasrec(ds, split, *, target: str, cfg, item_vectors=None, seed: int = 
   `source_vectors` ({domain: [n_items, T]} or [N_s, T] in split.sources order) is the source
   items' knowledge, required in the text / fused modes.
   """
-  o = settings(cfg, transfer=transfer)
-  seed = int(seed if o.seed is None else o.seed)
+  opt = settings(cfg, transfer=transfer)
+  seed = int(seed if opt.seed is None else opt.seed)
   n_items = ds.domains[target].n_items
   vectors = _item_vectors(item_vectors, target, n_items)
-  if o.mode in ("text", "fused") and vectors is None:
-    raise ValueError(f"sasrec mode {o.mode!r} needs item_vectors")
-  if o.mode == "id":
+  if opt.mode in ("text", "fused") and vectors is None:
+    raise ValueError(f"sasrec mode {opt.mode!r} needs item_vectors")
+  if opt.mode == "id":
     vectors = None
   mesh = mesh if mesh is not None else mesh_lib.make_mesh()
-  batcher, sizes = _training_batches(ds, split, target, o, seed=seed, transfer=transfer,
+  batcher, sizes = _training_batches(ds, split, target, opt, seed=seed, transfer=transfer,
                                      mesh=mesh)
-  total = int(o.steps) or max(1, int(o.epochs) * batcher.steps_per_epoch)
-  module, consts = _recommender(ds, split, o, n_items=n_items, vectors=vectors,
+  total = int(opt.steps) or max(1, int(opt.epochs) * batcher.steps_per_epoch)
+  module, consts = _recommender(ds, split, opt, n_items=n_items, vectors=vectors,
                                 transfer=transfer, source_vectors=source_vectors)
-  dummy = (jnp.zeros((1, int(o.max_len)), jnp.int32), jnp.ones((1, int(o.max_len)), jnp.int8))
-  dummy_users = jnp.zeros((1, int(o.max_len)), jnp.int32) if transfer else None
-  opt_cfg = dict(lr=float(o.lr), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
-                 total_steps=total, weight_decay=float(o.weight_decay),
-                 clip_norm=float(o.clip_norm))
+  dummy = (jnp.zeros((1, int(opt.max_len)), jnp.int32), jnp.ones((1, int(opt.max_len)), jnp.int8))
+  dummy_users = jnp.zeros((1, int(opt.max_len)), jnp.int32) if transfer else None
+  opt_cfg = dict(lr=float(opt.lr), schedule=str(opt.schedule), warmup_steps=int(opt.warmup_steps),
+                 total_steps=total, weight_decay=float(opt.weight_decay),
+                 clip_norm=float(opt.clip_norm))
   k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
   variables = {"consts": consts} if consts else None   # flax variables beside the params
   trainer = trainer_lib.build(lambda rng: module.init(rng, *dummy, users_BxL=dummy_users),
-                              _objective(module, o, transfer=transfer), opt_cfg,
+                              _objective(module, opt, transfer=transfer), opt_cfg,
                               init_key=k_init, loop_key=k_train, mesh=mesh,
                               rules=mesh_lib.DEFAULT_RULES, log_lr=False, consts=variables)
   loss_log = _LossLog()
@@ -223,24 +223,24 @@ def train_sasrec(ds, split, *, target: str, cfg, item_vectors=None, seed: int = 
 
   t0 = time.time()
   select = {}
-  if o.select_epoch:
+  if opt.select_epoch:
     result, select = selection.train_selecting_epoch(
         train_to, trainer.state, total=total, steps_per_epoch=batcher.steps_per_epoch,
         scorer=SASRecModel(module, None, trainer.consts, n_items, np.zeros(0, np.float32), {}),
-        valid=selection.valid_arrays(ds, split, target, str(o.exclude_history)),
-        n_items=n_items, metric=str(o.select_metric), patience=int(o.patience))
+        valid=selection.valid_arrays(ds, split, target, str(opt.exclude_history)),
+        n_items=n_items, metric=str(opt.select_metric), patience=int(opt.patience))
     params = select.pop("params")
   else:
     result = train_to(trainer.state, 0, total)
     params = jax.device_get(result.state.params)
   info = {"steps": int(result.step), **sizes, "train_seconds": time.time() - t0,
           "final_loss": float(result.metrics.get("loss", float("nan"))),
-          "mode": o.mode, "loss": o.loss, "transfer": transfer,
-          "align": str(o.align) if transfer else "none", **select}
+          "mode": opt.mode, "loss": opt.loss, "transfer": transfer,
+          "align": str(opt.align) if transfer else "none", **select}
   chosen = (f", kept epoch {select['best_epoch']} of {select['epochs_run']} (valid "
             f"{select['select_metric']} {select['best_valid']:.4f})" if select else "")
   (log_fn or logging.info)(
-      f"{'xdkt' if transfer else 'sasrec'}[{o.mode}]: {info['steps']} steps over "
+      f"{'xdkt' if transfer else 'sasrec'}[{opt.mode}]: {info['steps']} steps over "
       f"{sizes['windows']} windows in {info['train_seconds']:.1f} s, final loss "
       f"{info['final_loss']:.3f}{chosen}")
   return SASRecModel(module, params, variables, n_items,

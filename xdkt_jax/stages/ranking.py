@@ -69,7 +69,7 @@ def _lm_curves(wd: Path) -> dict:
 def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *,
                  lm_dir: Path | None = None) -> None:
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
-  from xdkt_jax.data import protocols as P  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import protocols  # pylint: disable=import-outside-toplevel
   if stats_ is None:
     path = wd / "evaluate" / "stats.json"
     if not path.exists():
@@ -87,7 +87,7 @@ def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *
              "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start"
                                                 else ""),
              "targets": split.targets, "sources": split.sources,
-             "split": P.summary(split),
+             "split": protocols.summary(split),
              "n_items": ds.domains[split.targets[0]].n_items,
              "n_test": next(iter(runs.values()))[0]["n"],
              "eval_part": str(config.recommend.eval_part),
