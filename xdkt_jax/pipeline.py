@@ -61,7 +61,7 @@ def data_stage(config, workdir: Path, log=print):
 
 def enable_compilation_cache(config) -> None:
   """JAX's persistent compilation cache under data.cache_dir: the seeds of one method, and a
-  rerun, compile identical programs; on this 2-core CPU a recommender compile is ~4 s."""
+  rerun, compile identical programs, so each is compiled once."""
   import jax  # pylint: disable=import-outside-toplevel
   folder = Path(str(config.data.cache_dir)).expanduser() / "jax_compilation_cache"
   folder.mkdir(parents=True, exist_ok=True)

@@ -188,8 +188,8 @@ def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -
   fused = NeighbourFused(model, ctx.itemknn(), 0.0, dict(getattr(model, "info", {})))
   curve = {}
   # One evaluator pass per weight re-scores the valid users each time: memory stays one batch
-  # (keeping both [n_valid, N] score matrices would not), and on the real runs the whole pick
-  # took 4–10 s beside 150–400 s of training (benchmarks/RESULTS.md).
+  # (keeping both [n_valid, N] score matrices would not); the time is small beside training
+  # (benchmarks/RESULTS.md).
   for w in weights:
     fused.weight = w
     curve[w] = evaluate_lib.valid_score(fused.score, valid, metric=metric,
@@ -314,10 +314,10 @@ def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
 def _run_jobs(run, jobs: list, workers: int) -> list[dict]:
   if workers > 1 and jax.device_count() == 1:
     # Independent (method, seed) runs in threads (the numbers are identical to a sequential
-    # run: tests/test_run_e2e.py).  On the 2-core CPU two default-sized SASRec loops at once
-    # were only 1.12x a sequential pair (benchmarks/RESULTS.md), so the default is 1; hosts
-    # with more cores than one small model can use gain more.  One device only: sharded
-    # steps from several threads could interleave their collectives.
+    # run: tests/test_run_e2e.py).  On a 2-core CPU two small loops at once gain little
+    # (benchmarks/RESULTS.md), so the default is 1; hosts with more cores than one small
+    # model can use gain more.  One device only: sharded steps from several threads could
+    # interleave their collectives.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
       return list(pool.map(run, jobs))
   return [run(job) for job in jobs]

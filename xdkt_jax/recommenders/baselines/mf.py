@@ -26,7 +26,7 @@ import optax
 from xdkt_jax.recommenders.baselines import common
 
 # Tuned on the synthetic world's warm VALID split: this data is small per user, so BPR
-# overfits without strong L2; big batches keep a fit at ~1-2 s on 2 CPU cores.
+# overfits without strong L2; big batches keep a fit cheap.
 DEFAULTS = dict(seed=0, dim=32, epochs=40, batch_size=4096, lr=1e-2, l2=3e-2, init_std=0.1)
 CMF_DEFAULTS = dict(DEFAULTS, source_weight=1.0)
 
