@@ -1,7 +1,8 @@
 """Toy model + a training worker run as a subprocess by the train tests.
 
 Run as a script (``python tests/test_train_harness.py train ...``) it trains
-the toy model with the real engine (mesh, state, steps, checkpoint, loop).
+the toy model with the product's trainer (train/trainer.py: mesh, state,
+steps, checkpoint, loop).
 Subprocesses give the tests real signals (SIGKILL/SIGTERM) and fake device
 counts (XLA_FLAGS must be set before jax is imported) without touching the
 pytest process, which keeps 1 device.
@@ -29,12 +30,14 @@ from ml_collections import ConfigDict
 import numpy as np
 import optax
 
+from xdkt_jax.stopping import Preempted
 from xdkt_jax.train import checkpoint as ckpt_lib
 from xdkt_jax.train import loop as loop_lib
 from xdkt_jax.train import mesh as mesh_lib
 from xdkt_jax.train import optim as optim_lib
 from xdkt_jax.train import state as state_lib
 from xdkt_jax.train import steps as steps_lib
+from xdkt_jax.train import trainer as trainer_lib
 from xdkt_jax.train import writers
 
 HERE = os.path.abspath(__file__)
@@ -123,24 +126,25 @@ def build(cfg, mesh):
   return optimizer, abstract, init_state, step
 
 
-def run_training(workdir, cfg, *, kill_after=None, step_sleep=0.0,
-                 init_from=None):
-  """The whole engine, as a stage's `train()` would call it."""
+def run_training(workdir, cfg, *, kill_after=None, step_sleep=0.0):
+  """The product's trainer (train/trainer.py), exactly as a stage calls it, on the toy."""
   mesh = mesh_lib.make_mesh(cfg.mesh)
-  _, abstract, init_state, train_step = build(cfg, mesh)
   mngr = ckpt_lib.make_manager(os.path.join(workdir, 'ckpt'), cfg.ckpt)
-  resumed = ckpt_lib.restore_or_init(mngr, abstract, init_state,
-                                     init_from=init_from)
-  print(json.dumps({'event': 'resumed', 'source': resumed.source,
-                    'step': int(resumed.state.step)}), flush=True)
+  trainer = trainer_lib.build(
+      toy_init_fn(), toy_loss_fn, cfg.optim.to_dict(),
+      init_key=jax.random.key(cfg.train.seed),
+      loop_key=jax.random.key(cfg.train.seed + 1), mesh=mesh, rules=cfg.rules,
+      ckpt_mngr=mngr)
+  print(json.dumps({'event': 'resumed', 'source': trainer.resumed_from,
+                    'step': int(trainer.state.step)}), flush=True)
   data = loop_lib.StepIndexedData(toy_batch, steps_per_epoch=4)
-  data.set_state(resumed.data)
+  data.set_state(trainer.data_position)
 
-  step_fn = train_step
   if kill_after is not None or step_sleep:
-    calls = {'n': int(resumed.state.step)}
+    calls = {'n': int(trainer.state.step)}
+    product_step = trainer.step_fn
 
-    def step_fn(state, batch, rng):
+    def step_with_hooks(state, batch, rng):
       if kill_after is not None and calls['n'] >= kill_after:
         # The checkpoint of step `kill_after` was handed to orbax before this
         # call; wait for the write, then die without any cleanup.
@@ -150,22 +154,27 @@ def run_training(workdir, cfg, *, kill_after=None, step_sleep=0.0,
         time.sleep(step_sleep)
       calls['n'] += 1
       print(json.dumps({'event': 'step', 'step': calls['n']}), flush=True)
-      return train_step(state, batch, rng)
+      return product_step(state, batch, rng)
 
+    trainer.step_fn = step_with_hooks
+
+  preempted = False
   with writers.MetricWriter(os.path.join(workdir, 'logs')) as writer:
-    result = loop_lib.train_loop(
-        state=resumed.state, train_step=step_fn, data=data,
-        rng=jax.random.key(cfg.train.seed + 1), total_steps=cfg.train.steps,
-        batch_sharding=mesh_lib.batch_sharding(mesh), ckpt_mngr=mngr,
-        writer=writer, log_every=cfg.train.log_every, progress=False)
+    try:
+      trainer.run(data, total_steps=cfg.train.steps, stage='toy', writer=writer,
+                  log_every=cfg.train.log_every, progress=False)
+    except Preempted:
+      preempted = True    # the trainer saved the checkpoint first
   mngr.close()
-  params = jax.device_get(result.state.params)
+  step = int(jax.device_get(trainer.state.step))
+  params = jax.device_get(trainer.state.params)
   flat = {optim_lib.path_str(p): np.asarray(v) for p, v in
           jax.tree_util.tree_flatten_with_path(params)[0]}
-  np.savez(os.path.join(workdir, f'params_{result.step}.npz'), **flat)
-  print(json.dumps({'event': 'done', 'step': result.step,
-                    'preempted': result.preempted}), flush=True)
-  return result
+  np.savez(os.path.join(workdir, f'params_{step}.npz'), **flat)
+  print(json.dumps({'event': 'done', 'step': step, 'preempted': preempted}),
+        flush=True)
+  return loop_lib.LoopResult(state=trainer.state, step=step,
+                             preempted=preempted, metrics={})
 
 
 def train_on_mesh(mesh, init_fn, loss_fn, optim_cfg, batches, rules=None):
