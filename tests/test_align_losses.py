@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdkt_jax import losses
+from xdkt_jax import losses, report
 
 
 def vg(f, **kw):
@@ -312,3 +312,22 @@ def test_info_nce_gradient_finite_with_masked_zero_row():
   keep = np.array([0, 1, 3])
   ref = losses.info_nce(a_BxD=a[keep], b_BxD=b[keep])
   np.testing.assert_allclose(float(val), float(ref), rtol=1e-5)
+
+
+def test_the_reports_alignment_numbers_are_the_training_terms_estimator():
+  """report.alignment_numbers uses losses.mmd (no second MMD): unstandardised after the
+  adaptor it is exactly the L_align value; linear MMD² is |mean x − mean y|² of the
+  standardised views."""
+  rng = np.random.default_rng(0)
+  views = {k: (rng.normal(size=(30, 4)) + (0.5 if k.startswith("target") else 0.0)
+               ).astype(np.float32)
+           for k in ("source_before", "target_before", "source_after", "target_after")}
+  got = report.alignment_numbers(views)
+  term = losses.mmd(x_NxD=jnp.asarray(views["source_after"]),
+                    y_MxD=jnp.asarray(views["target_after"]), kernel="rbf")
+  assert got["mmd_rbf_after_raw"] == pytest.approx(float(term), rel=1e-6)
+  s, t = views["source_before"], views["target_before"]
+  scale = np.sqrt(np.mean(np.var(np.concatenate([s, t]), 0).sum()))
+  want = np.sum((s.mean(0) - t.mean(0)) ** 2) / scale ** 2
+  assert got["mmd_linear_before"] == pytest.approx(want, rel=1e-4)
+  assert got["mmd_rbf_before"] > 0 and got["mmd_rbf_after"] > 0

@@ -179,9 +179,3 @@ class XDKTRec(sasrec.SASRec):
     dom = jnp.concatenate([jnp.zeros(n, jnp.int32), jnp.ones(n, jnp.int32)])
     return losses.domain_adversarial_loss(domain_N=dom, features_NxD=feats,
                                           logits_fn=self.domain_clf, lam=lam)
-
-
-
-
-
-
