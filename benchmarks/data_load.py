@@ -51,8 +51,12 @@ def main():
       with cfg.unlocked():
         cfg.data.path = str(art)
         cfg.data.cache_dir = cache
-      ds, tok = timed("art_office load+preprocess+tokenise (cold cache)", lambda: load.load(cfg.data))
-      ds, tok = timed("art_office load+preprocess+tokenise (warm cache)", lambda: load.load(cfg.data))
+      ds, tok = timed(
+        "art_office load+preprocess+tokenise (cold cache)", lambda: load.load(cfg.data)
+      )
+      ds, tok = timed(
+        "art_office load+preprocess+tokenise (warm cache)", lambda: load.load(cfg.data)
+      )
       assert tok.cache_hit
       timed("art_office warm split", lambda: protocols.make_split(ds, cfg))
     else:
@@ -63,12 +67,16 @@ def main():
       cfg.data.synthetic.interactions = args.interactions
       cfg.data.synthetic.n_users = max(2000, args.interactions // 25)
       cfg.data.synthetic.items_per_domain = max(1000, args.interactions // 50)
-    ds, tok = timed(f"synthetic {args.interactions:,} generate+preprocess+tokenise (cold cache)",
-                    lambda: load.load(cfg.data))
+    ds, tok = timed(
+      f"synthetic {args.interactions:,} generate+preprocess+tokenise (cold cache)",
+      lambda: load.load(cfg.data),
+    )
     n = sum(len(d.inter) for d in ds.domains.values())
     raw = sum(r["interactions"] for r in ds.log.raw.values())
-    print(f"synthetic interactions generated: {raw:,}; after dedup: {n:,}, users {ds.n_users:,}, items "
-          f"{sum(d.n_items for d in ds.domains.values()):,}")
+    print(
+      f"synthetic interactions generated: {raw:,}; after dedup: {n:,}, users {ds.n_users:,}, items "
+      f"{sum(d.n_items for d in ds.domains.values()):,}"
+    )
     timed("synthetic split (cold_start k=1)", lambda: protocols.make_split(ds, cfg))
 
 

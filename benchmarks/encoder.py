@@ -74,12 +74,13 @@ FIRST_WORD_ID = 999
 # Default batch sizes per backend: (train, embed, layers).  CPU ones keep a step ~1-5 s on
 # 2 cores; GPU ones fill an H200 (tens of thousands of tokens per step).
 DEFAULT_BATCH = {
-    "cpu": {"minilm": (32, 128, 64), "bert_base": (16, 64, 32)},
-    "gpu": {"minilm": (512, 4096, 1024), "bert_base": (256, 2048, 512)},
+  "cpu": {"minilm": (32, 128, 64), "bert_base": (16, 64, 32)},
+  "gpu": {"minilm": (512, 4096, 1024), "bert_base": (256, 2048, 512)},
 }
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------
+
 
 def layer_flops_per_token(cfg: EncoderConfig, seq: int) -> int:
   d, f = cfg.hidden_size, cfg.mlp_dim
@@ -107,6 +108,7 @@ def step_flops(cfg: EncoderConfig, mode: str, batch: int, seq: int) -> int:
 
 
 # ---- inputs --------------------------------------------------------------------------------
+
 
 def random_ids(rng, cfg: EncoderConfig, batch: int, seq: int):
   """[CLS] w1 .. w_{L-2} [SEP] with random word ids: full-length titles, mask all ones."""
@@ -137,32 +139,44 @@ def timed_calls(call, n_inputs: int, *, steps: int, warmup: int):
     selfs.append(share.self_cores)
   extra = {"min_s": min(times)}
   if None not in others:
-    extra.update(other_cores=statistics.mean(others), self_cores=statistics.mean(selfs),
-                 other_cores_per_call=[round(o, 2) for o in others])
+    extra.update(
+      other_cores=statistics.mean(others),
+      self_cores=statistics.mean(selfs),
+      other_cores_per_call=[round(o, 2) for o in others],
+    )
   return first, statistics.median(times), times, extra
 
 
 # ---- the three benchmarks ------------------------------------------------------------------
 
-def bench_train(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup: int,
-                n_inputs: int = 3):
+
+def bench_train(
+  cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup: int, n_inputs: int = 3
+):
   """The LM stages' masked-LM train step (lm.make_loss_fn + AdamW)."""
   model = LanguageModel(cfg)
   mesh = mesh_lib.make_mesh()
   rng = jax.random.key(0)
   dummy = random_ids(rng, cfg, 1, seq)
   init_fn = lambda r: model.init(r, *dummy)
-  opt_cfg = {"lr": 1e-4, "schedule": "constant", "warmup_steps": 0, "weight_decay": 0.01,
-             "clip_norm": 1.0}
+  opt_cfg = {
+    "lr": 1e-4,
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "weight_decay": 0.01,
+    "clip_norm": 1.0,
+  }
   abstract_params = state_lib.unbox(jax.eval_shape(init_fn, rng))["params"]
   optimizer = optim_lib.make_optimizer(opt_cfg, abstract_params)
   state, state_sharding = state_lib.create_train_state(init_fn, optimizer, rng, mesh)
-  loss_fn = lm.make_loss_fn(model, lm.Special(mask_token_id=MASK, special_ids=SPECIAL_IDS,
-                                              vocab_size=cfg.vocab_size))
+  loss_fn = lm.make_loss_fn(
+    model, lm.Special(mask_token_id=MASK, special_ids=SPECIAL_IDS, vocab_size=cfg.vocab_size)
+  )
 
   batch_sharding = mesh_lib.batch_sharding(mesh)
-  step = steps_lib.make_train_step(loss_fn, optimizer, mesh=mesh, state_sharding=state_sharding,
-                                   batch_sharding=batch_sharding)
+  step = steps_lib.make_train_step(
+    loss_fn, optimizer, mesh=mesh, state_sharding=state_sharding, batch_sharding=batch_sharding
+  )
   batches = []
   for k in jax.random.split(jax.random.key(1), n_inputs):
     ids, mask = random_ids(k, cfg, batch, seq)
@@ -181,12 +195,14 @@ def bench_train(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup:
   return first, med, times, {"loss": loss, **share}
 
 
-def bench_embed(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup: int,
-                n_inputs: int = 3):
+def bench_embed(
+  cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup: int, n_inputs: int = 3
+):
   """Item vectors: encode + mean pooling, jitted (what knowledge extraction runs)."""
   model = LanguageModel(cfg)
-  params = jax.jit(lambda r: nn.meta.unbox(
-      model.init(r, *random_ids(r, cfg, 1, seq))["params"]))(jax.random.key(0))
+  params = jax.jit(lambda r: nn.meta.unbox(model.init(r, *random_ids(r, cfg, 1, seq))["params"]))(
+    jax.random.key(0)
+  )
 
   @jax.jit
   def embed(params_, ids, mask):
@@ -199,6 +215,7 @@ def bench_embed(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup:
 
 class LayerStack(nn.Module):
   """``num_layers`` encoder blocks and nothing else: the part MFU targets are about."""
+
   cfg: EncoderConfig
 
   @nn.compact
@@ -208,15 +225,26 @@ class LayerStack(nn.Module):
     return x_BxLxD
 
 
-def bench_layers(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup: int,
-                 n_inputs: int = 3, modes=("layers_fwd", "layers_fwd_bwd")):
+def bench_layers(
+  cfg: EncoderConfig,
+  batch: int,
+  seq: int,
+  *,
+  steps: int,
+  warmup: int,
+  n_inputs: int = 3,
+  modes=("layers_fwd", "layers_fwd_bwd"),
+):
   """Forward and forward+backward of the bare layer stack; returns two result tuples."""
   stack = LayerStack(cfg)
   mask = jnp.ones((batch, 1, 1, seq), bool)
-  xs = [jax.random.normal(k, (batch, seq, cfg.hidden_size), jnp.float32).astype(cfg.dtype)
-        for k in jax.random.split(jax.random.key(1), n_inputs)]
+  xs = [
+    jax.random.normal(k, (batch, seq, cfg.hidden_size), jnp.float32).astype(cfg.dtype)
+    for k in jax.random.split(jax.random.key(1), n_inputs)
+  ]
   params = jax.jit(lambda r: nn.meta.unbox(stack.init(r, xs[0][:1], mask[:1])["params"]))(
-      jax.random.key(0))
+    jax.random.key(0)
+  )
 
   fwd = jax.jit(lambda p, x: stack.apply({"params": p}, x, mask))
 
@@ -226,11 +254,14 @@ def bench_layers(cfg: EncoderConfig, batch: int, seq: int, *, steps: int, warmup
   # Grads w.r.t. params *and* input so every layer does its full backward (3x forward).
   fwd_bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
   fns = {"layers_fwd": fwd, "layers_fwd_bwd": fwd_bwd}
-  return {m: timed_calls(lambda i, f=fns[m]: f(params, xs[i]), n_inputs, steps=steps,
-                         warmup=warmup) for m in modes}
+  return {
+    m: timed_calls(lambda i, f=fns[m]: f(params, xs[i]), n_inputs, steps=steps, warmup=warmup)
+    for m in modes
+  }
 
 
 # ---- driver --------------------------------------------------------------------------------
+
 
 def backend_kind() -> str:
   return "cpu" if jax.default_backend() == "cpu" else "gpu"
@@ -239,10 +270,20 @@ def backend_kind() -> str:
 def row(name, cfg, mode, batch, seq, result, peak):
   first, med, times, extra = result
   flops = step_flops(cfg, mode, batch, seq)
-  r = {"config": name, "mode": mode, "batch": batch, "seq": seq, "dtype": cfg.dtype,
-       "median_s": med, "first_call_s": first, "times_s": [round(t, 6) for t in times],
-       "flops_per_call": flops, "achieved_flops_per_s": flops / med,
-       "mfu": flops / med / peak, **extra}
+  r = {
+    "config": name,
+    "mode": mode,
+    "batch": batch,
+    "seq": seq,
+    "dtype": cfg.dtype,
+    "median_s": med,
+    "first_call_s": first,
+    "times_s": [round(t, 6) for t in times],
+    "flops_per_call": flops,
+    "achieved_flops_per_s": flops / med,
+    "mfu": flops / med / peak,
+    **extra,
+  }
   if mode == "embed":
     r["items_per_s"] = batch / med
   else:
@@ -251,42 +292,68 @@ def row(name, cfg, mode, batch, seq, result, peak):
 
 
 def format_table(rows, peak, dtype) -> str:
-  head = (f"{'config':10s} {'mode':15s} {'batch':>6s} {'seq':>4s} {'ms/call':>9s} "
-          f"{'tokens/s':>11s} {'items/s':>10s} {'GFLOP/s':>9s} {'MFU':>6s} {'others':>6s}")
-  lines = [f"peak ({dtype}, measured): {peak / 1e9:.1f} GFLOP/s   (others: cores other "
-           f"processes kept busy while timing; 0 = quiet machine)", head, "-" * len(head)]
+  head = (
+    f"{'config':10s} {'mode':15s} {'batch':>6s} {'seq':>4s} {'ms/call':>9s} "
+    f"{'tokens/s':>11s} {'items/s':>10s} {'GFLOP/s':>9s} {'MFU':>6s} {'others':>6s}"
+  )
+  lines = [
+    f"peak ({dtype}, measured): {peak / 1e9:.1f} GFLOP/s   (others: cores other "
+    f"processes kept busy while timing; 0 = quiet machine)",
+    head,
+    "-" * len(head),
+  ]
   for r in rows:
     toks = r.get("tokens_per_s", r["batch"] * r["seq"] / r["median_s"])
     items = r.get("items_per_s")
     lines.append(
-        f"{r['config']:10s} {r['mode']:15s} {r['batch']:6d} {r['seq']:4d} "
-        f"{r['median_s'] * 1e3:9.1f} {toks:11.0f} "
-        f"{(f'{items:10.1f}' if items else ' ' * 10)} "
-        f"{r['achieved_flops_per_s'] / 1e9:9.1f} {100 * r['mfu']:5.1f}% "
-        f"{'' if r.get('other_cores') is None else format(r['other_cores'], '6.2f')}")
+      f"{r['config']:10s} {r['mode']:15s} {r['batch']:6d} {r['seq']:4d} "
+      f"{r['median_s'] * 1e3:9.1f} {toks:11.0f} "
+      f"{(f'{items:10.1f}' if items else ' ' * 10)} "
+      f"{r['achieved_flops_per_s'] / 1e9:9.1f} {100 * r['mfu']:5.1f}% "
+      f"{'' if r.get('other_cores') is None else format(r['other_cores'], '6.2f')}"
+    )
   return "\n".join(lines)
 
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--config", default="both", choices=["minilm", "bert_base", "both"])
-  ap.add_argument("--batch", type=int, default=None,
-                  help="batch for train / layers (default: by backend and config)")
+  ap.add_argument(
+    "--batch",
+    type=int,
+    default=None,
+    help="batch for train / layers (default: by backend and config)",
+  )
   ap.add_argument("--embed-batch", type=int, default=None, help="batch for embed")
   ap.add_argument("--seq", type=int, default=64)
   ap.add_argument("--steps", type=int, default=None, help="timed calls (default 5 CPU, 20 GPU)")
   ap.add_argument("--warmup", type=int, default=2)
-  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                  help="compute dtype; params stay float32 (mixed precision)")
-  ap.add_argument("--modes", default=None,
-                  help="comma list: train,embed (default both); with --layers-only "
-                       "layers_fwd,layers_fwd_bwd (default both)")
-  ap.add_argument("--layers-only", action="store_true",
-                  help="only the bare layer stack (forward, forward+backward)")
-  ap.add_argument("--dropout", type=float, default=None,
-                  help="override the config's dropout (train mode; default keeps 0.1)")
-  ap.add_argument("--peak", type=float, default=None,
-                  help="peak FLOP/s to divide by (default: measure it now)")
+  ap.add_argument(
+    "--dtype",
+    default="float32",
+    choices=["float32", "bfloat16"],
+    help="compute dtype; params stay float32 (mixed precision)",
+  )
+  ap.add_argument(
+    "--modes",
+    default=None,
+    help="comma list: train,embed (default both); with --layers-only "
+    "layers_fwd,layers_fwd_bwd (default both)",
+  )
+  ap.add_argument(
+    "--layers-only",
+    action="store_true",
+    help="only the bare layer stack (forward, forward+backward)",
+  )
+  ap.add_argument(
+    "--dropout",
+    type=float,
+    default=None,
+    help="override the config's dropout (train mode; default keeps 0.1)",
+  )
+  ap.add_argument(
+    "--peak", type=float, default=None, help="peak FLOP/s to divide by (default: measure it now)"
+  )
   ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
   ap.add_argument("--out", default=None, help="also write the JSON to this file")
   args = ap.parse_args(argv)
@@ -295,10 +362,12 @@ def main(argv=None):
   steps = args.steps or (5 if kind == "cpu" else 20)
   names = ["minilm", "bert_base"] if args.config == "both" else [args.config]
   dev = jax.devices()[0]
-  print(f"backend={jax.default_backend()} device={dev.device_kind} count={jax.device_count()} "
-        f"jax={jax.__version__} flax={flax.__version__} "
-        f"machine={platform.machine()} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
-        flush=True)
+  print(
+    f"backend={jax.default_backend()} device={dev.device_kind} count={jax.device_count()} "
+    f"jax={jax.__version__} flax={flax.__version__} "
+    f"machine={platform.machine()} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+    flush=True,
+  )
   peak = args.peak or peak_flops.measure_peak(args.dtype, verbose=True)
   print(f"peak {args.dtype}: {peak / 1e9:.1f} GFLOP/s", flush=True)
 
@@ -331,9 +400,16 @@ def main(argv=None):
 
   print()
   print(format_table(rows, peak, args.dtype))
-  record = {"bench": "encoder", "backend": jax.default_backend(), "device": dev.device_kind,
-            "jax": jax.__version__, "dtype": args.dtype, "peak_flops_per_s": peak,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}
+  record = {
+    "bench": "encoder",
+    "backend": jax.default_backend(),
+    "device": dev.device_kind,
+    "jax": jax.__version__,
+    "dtype": args.dtype,
+    "peak_flops_per_s": peak,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "rows": rows,
+  }
   if args.out:
     with open(args.out, "w") as f:
       json.dump(record, f, indent=1)

@@ -27,13 +27,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("data", "adapt", "extract", "recommend", "evaluate", "report")
-VOLATILE = ("timings_s",)   # wall times differ run to run
+VOLATILE = ("timings_s",)  # wall times differ run to run
 
 
 def command(args, workdir: Path) -> list[str]:
-  return [sys.executable, "-m", "xdkt_jax.main", "run", f"--config={args.config}",
-          f"--workdir={workdir}", f"--config.data.cache_dir={args.root / 'cache'}",
-          f"--config.recommend.methods={args.methods}", *args.overrides]
+  return [
+    sys.executable,
+    "-m",
+    "xdkt_jax.main",
+    "run",
+    f"--config={args.config}",
+    f"--workdir={workdir}",
+    f"--config.data.cache_dir={args.root / 'cache'}",
+    f"--config.recommend.methods={args.methods}",
+    *args.overrides,
+  ]
 
 
 def comparable(workdir: Path) -> dict:
@@ -54,26 +62,29 @@ def stage_at_kill(wd: Path) -> str:
   while it was still importing: the pipeline makes the workdir as the data stage begins)."""
   if not wd.exists():
     return "start-up"
-  finished = {"data": (wd / "data" / "split.json").exists(),
-              "adapt": (wd / "adapt" / "DONE").exists(),
-              "extract": (wd / "extract" / "DONE").exists(),
-              "recommend": (wd / "recommend" / "runs.json").exists(),
-              "evaluate": (wd / "evaluate" / "stats.json").exists(),
-              "report": (wd / "results.json").exists()}
+  finished = {
+    "data": (wd / "data" / "split.json").exists(),
+    "adapt": (wd / "adapt" / "DONE").exists(),
+    "extract": (wd / "extract" / "DONE").exists(),
+    "recommend": (wd / "recommend" / "runs.json").exists(),
+    "evaluate": (wd / "evaluate" / "stats.json").exists(),
+    "report": (wd / "results.json").exists(),
+  }
   return next((s for s in STAGES if not finished[s]), "after report")
 
 
 def begun(wd: Path, stage: str) -> bool:
   """Whether `stage` has begun: the run is past start-up and every stage before it is done."""
-  return stage_at_kill(wd) not in ("start-up", *STAGES[:STAGES.index(stage)])
+  return stage_at_kill(wd) not in ("start-up", *STAGES[: STAGES.index(stage)])
 
 
 def run_point(args, k: int, sig: int, stage: str, into: float, ref: dict) -> dict:
   wd = args.root / f"point_{k}"
   shutil.rmtree(wd, ignore_errors=True)
   t0 = time.time()
-  p = subprocess.Popen(command(args, wd), cwd=ROOT, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+  p = subprocess.Popen(
+    command(args, wd), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
   while p.poll() is None and not begun(wd, stage):
     time.sleep(0.05)
   time.sleep(into)
@@ -83,15 +94,25 @@ def run_point(args, k: int, sig: int, stage: str, into: float, ref: dict) -> dic
   _, err = p.communicate()
   aimed, stage = stage, stage_at_kill(wd)
   first = {"code": p.returncode, "stderr": err.strip().splitlines()[-1:] if err else []}
-  row = {"point": k, "signal": signal.Signals(sig).name, "at_s": round(at, 1),
-         "aimed_at": aimed, "stage": stage, **first}
+  row = {
+    "point": k,
+    "signal": signal.Signals(sig).name,
+    "at_s": round(at, 1),
+    "aimed_at": aimed,
+    "stage": stage,
+    **first,
+  }
   resumes = 0
   while not (wd / "results.json").exists() or resumes == 0:
     resumes += 1
     r = subprocess.run(command(args, wd), cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
-      return {**row, "resumes": resumes, "identical": False,
-              "error": r.stderr.strip().splitlines()[-1:]}
+      return {
+        **row,
+        "resumes": resumes,
+        "identical": False,
+        "error": r.stderr.strip().splitlines()[-1:],
+      }
   return {**row, "resumes": resumes, "identical": comparable(wd) == ref}
 
 
@@ -115,24 +136,33 @@ def main(argv=None) -> int:
   if comparable(args.root / "straight_cold") != ref:
     print("the two uninterrupted runs differ: the run is not deterministic", flush=True)
     return 1
-  print(f"two uninterrupted runs: {time.time() - t0:.0f} s; stage durations (s): "
-        + ", ".join(f"{s} {d:.1f}" for s, d in dur.items()), flush=True)
+  print(
+    f"two uninterrupted runs: {time.time() - t0:.0f} s; stage durations (s): "
+    + ", ".join(f"{s} {d:.1f}" for s, d in dur.items()),
+    flush=True,
+  )
   rng = random.Random(args.seed)
   rows = []
   for k in range(args.points):
-    stage = list(dur)[k % len(dur)]                # aim at each stage in turn
+    stage = list(dur)[k % len(dur)]  # aim at each stage in turn
     sig = (signal.SIGKILL, signal.SIGTERM)[(k // len(dur)) % 2 ^ k % 2]
     rows.append(run_point(args, k, sig, stage, rng.uniform(0, dur[stage]), ref))
     print(json.dumps(rows[-1]), flush=True)
-  print("\n| point | signal | at (s) | aimed at | stage it stopped in | exit code | resumes | "
-        "identical results.json |")
+  print(
+    "\n| point | signal | at (s) | aimed at | stage it stopped in | exit code | resumes | "
+    "identical results.json |"
+  )
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['point']} | {r['signal']} | {r['at_s']} | {r['aimed_at']} | {r['stage']} | "
-          f"{r['code']} | {r['resumes']} | {'yes' if r['identical'] else 'NO'} |")
+    print(
+      f"| {r['point']} | {r['signal']} | {r['at_s']} | {r['aimed_at']} | {r['stage']} | "
+      f"{r['code']} | {r['resumes']} | {'yes' if r['identical'] else 'NO'} |"
+    )
   ok = all(r["identical"] for r in rows)
-  print(f"\n{sum(r['identical'] for r in rows)} of {len(rows)} resumed runs identical; "
-        f"{time.time() - t0:.0f} s in all")
+  print(
+    f"\n{sum(r['identical'] for r in rows)} of {len(rows)} resumed runs identical; "
+    f"{time.time() - t0:.0f} s in all"
+  )
   return 0 if ok else 1
 
 

@@ -59,14 +59,17 @@ def run(name, fns, args_, argnums, steps):
     out[label] = (med, vg(*args_), extra.get("other_cores"))
   (la, aa), ga = out["textbook"][1]
   (lb, ab), gb = out["losses"][1]
-  gdiff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(ga),
-                                                             jax.tree.leaves(gb)))
+  gdiff = max(
+    float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb))
+  )
   t0, t1 = out["textbook"][0], out["losses"][0]
   busy = [o for _, _, o in out.values()]
   others = float("nan") if None in busy else max(busy)
-  print(f"{name:9s} textbook {t0 * 1e3:8.2f} ms  losses {t1 * 1e3:8.2f} ms  speed-up "
-        f"{t0 / t1:5.2f}x  |loss diff| {abs(float(la - lb)):.1e}  |grad diff| {gdiff:.1e}  "
-        f"accuracy {float(aa):.4f} / {float(ab):.4f}  others {others:.2f}")
+  print(
+    f"{name:9s} textbook {t0 * 1e3:8.2f} ms  losses {t1 * 1e3:8.2f} ms  speed-up "
+    f"{t0 / t1:5.2f}x  |loss diff| {abs(float(la - lb)):.1e}  |grad diff| {gdiff:.1e}  "
+    f"accuracy {float(aa):.4f} / {float(ab):.4f}  others {others:.2f}"
+  )
 
 
 def main(argv=None):
@@ -85,15 +88,19 @@ def main(argv=None):
   y = jnp.asarray(rng.integers(0, a.n, a.m), jnp.int32)
   w = jnp.asarray(rng.random(a.m) < 0.9, jnp.float32)
   print(f"transfer: M={a.m} D={a.d} N={a.n}")
-  run("transfer", [("textbook", textbook_transfer), ("losses", shipped_transfer)],
-      (u, e, y, w), (0, 1), a.steps)
+  run(
+    "transfer",
+    [("textbook", textbook_transfer), ("losses", shipped_transfer)],
+    (u, e, y, w),
+    (0, 1),
+    a.steps,
+  )
   if a.v:
     logits = jnp.asarray(rng.normal(size=(a.lm_m, a.v)), jnp.float32)
     yl = jnp.asarray(rng.integers(0, a.v, a.lm_m), jnp.int32)
     wl = jnp.asarray(rng.random(a.lm_m) < 0.9, jnp.float32)
     print(f"lm: M={a.lm_m} V={a.v}")
-    run("lm", [("textbook", textbook_lm), ("losses", shipped_lm)], (logits, yl, wl), 0,
-        a.steps)
+    run("lm", [("textbook", textbook_lm), ("losses", shipped_lm)], (logits, yl, wl), 0, a.steps)
 
 
 if __name__ == "__main__":

@@ -71,14 +71,13 @@ def default_sizes() -> tuple[int, ...]:
   return CPU_SIZES if jax.default_backend() == "cpu" else GPU_SIZES
 
 
-def time_matmul(n: int, dtype, *, repeats: int = 7, inner: int = 0,
-                precision=None) -> dict:
+def time_matmul(n: int, dtype, *, repeats: int = 7, inner: int = 0, precision=None) -> dict:
   """Median seconds per [n, n] @ [n, n] product and its FLOP/s."""
   dtype = jnp.dtype(dtype)
-  if not inner:   # ~0.2 s per timing on CPU, ~20 ms on GPU, at a guessed rate
+  if not inner:  # ~0.2 s per timing on CPU, ~20 ms on GPU, at a guessed rate
     cpu = jax.default_backend() == "cpu"
     rate, target = (1e11, 0.2) if cpu else (5e14, 0.02)
-    inner = max(2, min(16, int(target * rate / (2 * n ** 3))))
+    inner = max(2, min(16, int(target * rate / (2 * n**3))))
   # One distinct input pair per product: identical products would be merged by XLA's CSE
   # (seen: a 4-pair rotation over 50 products "ran" at over 10x this CPU's real peak).
   keys = jax.random.split(jax.random.key(n), 2 * inner)
@@ -91,8 +90,8 @@ def time_matmul(n: int, dtype, *, repeats: int = 7, inner: int = 0,
     # sum would add an n² pass per product, ~7% of an 8192 bf16 product on an H200).
     return [jnp.matmul(a_list[i], b_list[i], precision=precision) for i in range(inner)]
 
-  jax.block_until_ready(loop(a, b))   # compile
-  jax.block_until_ready(loop(a, b))   # warm
+  jax.block_until_ready(loop(a, b))  # compile
+  jax.block_until_ready(loop(a, b))  # warm
   times = []
   with CpuShare() as share:
     for _ in range(repeats):
@@ -100,12 +99,19 @@ def time_matmul(n: int, dtype, *, repeats: int = 7, inner: int = 0,
       jax.block_until_ready(loop(a, b))
       times.append(time.perf_counter() - t)
   sec = statistics.median(times) / inner
-  return {"n": n, "dtype": str(dtype), "inner": inner, "sec_per_matmul": sec,
-          "flops_per_s": 2 * n ** 3 / sec, "other_cores": share.other_cores}
+  return {
+    "n": n,
+    "dtype": str(dtype),
+    "inner": inner,
+    "sec_per_matmul": sec,
+    "flops_per_s": 2 * n**3 / sec,
+    "other_cores": share.other_cores,
+  }
 
 
-def measure_peak(dtype=None, sizes=None, *, repeats: int = 7, verbose: bool = False,
-                 precision=None) -> float:
+def measure_peak(
+  dtype=None, sizes=None, *, repeats: int = 7, verbose: bool = False, precision=None
+) -> float:
   """Best median FLOP/s over square matmuls of `sizes` in `dtype` (float32 on CPU default)."""
   dtype = dtype or default_dtype()
   best = 0.0
@@ -113,9 +119,11 @@ def measure_peak(dtype=None, sizes=None, *, repeats: int = 7, verbose: bool = Fa
     r = time_matmul(n, dtype, repeats=repeats, precision=precision)
     if verbose:
       busy = "" if r["other_cores"] is None else f", other procs {r['other_cores']:.2f} cores"
-      print(f"  matmul n={n:5d} {r['dtype']:>8s}: {r['flops_per_s'] / 1e9:9.1f} GFLOP/s "
-            f"({r['sec_per_matmul'] * 1e3:.3f} ms each, {r['inner']} per timing{busy})",
-            flush=True)
+      print(
+        f"  matmul n={n:5d} {r['dtype']:>8s}: {r['flops_per_s'] / 1e9:9.1f} GFLOP/s "
+        f"({r['sec_per_matmul'] * 1e3:.3f} ms each, {r['inner']} per timing{busy})",
+        flush=True,
+      )
     best = max(best, r["flops_per_s"])
   return best
 
@@ -130,13 +138,24 @@ def main():
   sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
   dtype = args.dtype or default_dtype()
   dev = jax.devices()[0]
-  print(f"backend={jax.default_backend()} device={dev.device_kind} count={jax.device_count()} "
-        f"jax={jax.__version__}")
+  print(
+    f"backend={jax.default_backend()} device={dev.device_kind} count={jax.device_count()} "
+    f"jax={jax.__version__}"
+  )
   peak = measure_peak(dtype, sizes, repeats=args.repeats, verbose=True)
   print(f"peak {dtype}: {peak / 1e9:.1f} GFLOP/s")
   if args.json:
-    print(json.dumps({"bench": "peak_flops", "backend": jax.default_backend(),
-                      "device": dev.device_kind, "dtype": dtype, "peak_flops_per_s": peak}))
+    print(
+      json.dumps(
+        {
+          "bench": "peak_flops",
+          "backend": jax.default_backend(),
+          "device": dev.device_kind,
+          "dtype": dtype,
+          "peak_flops_per_s": peak,
+        }
+      )
+    )
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def loglog_slope(sizes, times) -> float:
 
 # ---- (a) training time per epoch -------------------------------------------------------------
 
+
 def synthetic_world(interactions: int, per_user: float, protocol: str):
   """(cfg, ds, split) of the default config's synthetic world at `interactions`, users scaled
   to keep `per_user` interactions each, the catalogue fixed."""
@@ -124,38 +125,52 @@ def train_point(interactions: int, args) -> dict:
   warm, _, _ = timed_train(ds, split, target, dict(seq, steps=1))
   one, _, _ = timed_train(ds, split, target, dict(seq, steps=1))
   rows, batch = warm.info["rows"], warm.info["batch"]
-  s_per_epoch = rows // batch   # Batcher with drop_remainder=True
+  s_per_epoch = rows // batch  # Batcher with drop_remainder=True
   epochs = max(args.epochs, -(-args.min_steps // s_per_epoch))
   full, wall, share = timed_train(ds, split, target, dict(seq, steps=0, epochs=epochs))
   assert full.info["steps"] == epochs * s_per_epoch, (full.info, s_per_epoch)
   t1, te = one.info["train_seconds"], full.info["train_seconds"]
   step_s = (te - t1) / (full.info["steps"] - 1)
-  return {"interactions": interactions, "users": int(ds.n_users),
-          "target_train_rows": int(len(split.train_rows[target])),
-          "windows": full.info["windows"], "packed_rows": rows, "batch": batch,
-          "steps_per_epoch": s_per_epoch, "epochs": epochs, "steps": full.info["steps"],
-          "cold_one_step_run_s": warm.info["train_seconds"], "one_step_run_s": t1,
-          "epochs_run_s": te, "step_s": step_s, "epoch_s": step_s * s_per_epoch,
-          "outside_s": wall - te, "data_s": data_s, "final_loss": full.info["final_loss"],
-          "other_cores": share.other_cores,
-          # The difference should dwarf the overhead it cancels, else noise dominates it.
-          "noisy": bool(te - t1 < t1)}
+  return {
+    "interactions": interactions,
+    "users": int(ds.n_users),
+    "target_train_rows": int(len(split.train_rows[target])),
+    "windows": full.info["windows"],
+    "packed_rows": rows,
+    "batch": batch,
+    "steps_per_epoch": s_per_epoch,
+    "epochs": epochs,
+    "steps": full.info["steps"],
+    "cold_one_step_run_s": warm.info["train_seconds"],
+    "one_step_run_s": t1,
+    "epochs_run_s": te,
+    "step_s": step_s,
+    "epoch_s": step_s * s_per_epoch,
+    "outside_s": wall - te,
+    "data_s": data_s,
+    "final_loss": full.info["final_loss"],
+    "other_cores": share.other_cores,
+    # The difference should dwarf the overhead it cancels, else noise dominates it.
+    "noisy": bool(te - t1 < t1),
+  }
 
 
 def format_train(r: dict) -> str:
   others = "" if r["other_cores"] is None else f"{r['other_cores']:.2f}"
-  return (f"train interactions={r['interactions']:>9,d} users={r['users']:>7,d} "
-          f"rows={r['target_train_rows']:>8,d} packed={r['packed_rows']:>6,d} "
-          f"batch={r['batch']:>3d} steps/epoch={r['steps_per_epoch']:>5d}  "
-          f"epoch={r['epoch_s']:9.3f} s  step={r['step_s'] * 1e3:7.2f} ms  "
-          f"(1-step run {r['one_step_run_s']:.2f} s [cold {r['cold_one_step_run_s']:.2f}], "
-          f"{r['epochs']}-epoch run {r['epochs_run_s']:.2f} s; outside loop "
-          f"{r['outside_s']:.2f} s, data {r['data_s']:.2f} s; others {others})"
-          + ("  NOISY: E-epoch minus 1-step < the 1-step run; raise --min-steps"
-             if r["noisy"] else ""))
+  return (
+    f"train interactions={r['interactions']:>9,d} users={r['users']:>7,d} "
+    f"rows={r['target_train_rows']:>8,d} packed={r['packed_rows']:>6,d} "
+    f"batch={r['batch']:>3d} steps/epoch={r['steps_per_epoch']:>5d}  "
+    f"epoch={r['epoch_s']:9.3f} s  step={r['step_s'] * 1e3:7.2f} ms  "
+    f"(1-step run {r['one_step_run_s']:.2f} s [cold {r['cold_one_step_run_s']:.2f}], "
+    f"{r['epochs']}-epoch run {r['epochs_run_s']:.2f} s; outside loop "
+    f"{r['outside_s']:.2f} s, data {r['data_s']:.2f} s; others {others})"
+    + ("  NOISY: E-epoch minus 1-step < the 1-step run; raise --min-steps" if r["noisy"] else "")
+  )
 
 
 # ---- (b) evaluation time vs catalogue --------------------------------------------------------
+
 
 def eval_inputs(n_items: int, args, seed: int = 0):
   """Random embeddings and eval arrays: users on the device, items [N, D], targets and a
@@ -164,10 +179,12 @@ def eval_inputs(n_items: int, args, seed: int = 0):
   scale = 1.0 / math.sqrt(args.dim)
   users = jnp.asarray(rng.standard_normal((args.eval_users, args.dim), np.float32) * scale)
   items = jnp.asarray(rng.standard_normal((n_items, args.dim), np.float32) * scale)
-  arrays = {"user": np.arange(args.eval_users, dtype=np.int32),
-            "target": rng.integers(0, n_items, args.eval_users, dtype=np.int32),
-            "hist": rng.integers(0, n_items, (args.eval_users, args.hist_len), dtype=np.int32),
-            "hist_mask": np.ones((args.eval_users, args.hist_len), np.int8)}
+  arrays = {
+    "user": np.arange(args.eval_users, dtype=np.int32),
+    "target": rng.integers(0, n_items, args.eval_users, dtype=np.int32),
+    "hist": rng.integers(0, n_items, (args.eval_users, args.hist_len), dtype=np.int32),
+    "hist_mask": np.ones((args.eval_users, args.hist_len), np.int8),
+  }
   arrays["exclude_items"], arrays["exclude_mask"] = arrays["hist"], arrays["hist_mask"]
   return users, items, arrays
 
@@ -176,9 +193,10 @@ def eval_point(n_items: int, args) -> dict:
   users, items, arrays = eval_inputs(n_items, args)
   user_fn = lambda batch: users[jnp.asarray(batch["user"])]
   run = lambda: evaluate_lib.evaluate_embeddings(
-      user_repr_fn=user_fn, item_emb_NxD=items, arrays=arrays, batch_size=args.eval_batch)
+    user_repr_fn=user_fn, item_emb_NxD=items, arrays=arrays, batch_size=args.eval_batch
+  )
   t = time.perf_counter()
-  res = run()   # warm-up: compiles the ranking step for this catalogue size
+  res = run()  # warm-up: compiles the ranking step for this catalogue size
   first = time.perf_counter() - t
   times, others = [], []
   for _ in range(args.repeats):
@@ -188,37 +206,61 @@ def eval_point(n_items: int, args) -> dict:
       times.append(time.perf_counter() - t)
     others.append(share.other_cores)
   med = statistics.median(times)
-  return {"catalogue": n_items, "users": args.eval_users, "dim": args.dim,
-          "batch": args.eval_batch, "hist_len": args.hist_len, "median_s": med,
-          "first_call_s": first, "times_s": [round(x, 4) for x in times],
-          "users_per_s": args.eval_users / med,
-          "score_flops": 2 * args.eval_users * n_items * args.dim,
-          "ndcg@10": res.means.get("ndcg@10"),
-          "other_cores": None if None in others else statistics.mean(others)}
+  return {
+    "catalogue": n_items,
+    "users": args.eval_users,
+    "dim": args.dim,
+    "batch": args.eval_batch,
+    "hist_len": args.hist_len,
+    "median_s": med,
+    "first_call_s": first,
+    "times_s": [round(x, 4) for x in times],
+    "users_per_s": args.eval_users / med,
+    "score_flops": 2 * args.eval_users * n_items * args.dim,
+    "ndcg@10": res.means.get("ndcg@10"),
+    "other_cores": None if None in others else statistics.mean(others),
+  }
 
 
 def format_eval(r: dict) -> str:
   others = "" if r["other_cores"] is None else f"{r['other_cores']:.2f}"
-  return (f"eval  catalogue={r['catalogue']:>9,d} users={r['users']:,d} D={r['dim']}  "
-          f"time={r['median_s']:9.3f} s  ({r['users_per_s']:,.0f} users/s, "
-          f"{r['score_flops'] / r['median_s'] / 1e9:.1f} GFLOP/s of scoring; first call "
-          f"{r['first_call_s']:.2f} s; others {others})")
+  return (
+    f"eval  catalogue={r['catalogue']:>9,d} users={r['users']:,d} D={r['dim']}  "
+    f"time={r['median_s']:9.3f} s  ({r['users_per_s']:,.0f} users/s, "
+    f"{r['score_flops'] / r['median_s'] / 1e9:.1f} GFLOP/s of scoring; first call "
+    f"{r['first_call_s']:.2f} s; others {others})"
+  )
 
 
 # ---- driver ----------------------------------------------------------------------------------
 
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--interactions", default="1e4,1e5,1e6",
-                  help="comma list of synthetic interaction counts; 'none' skips curve (a)")
-  ap.add_argument("--interactions-per-user", type=float, default=None,
-                  help="default: the config's interactions / n_users (150000 / 3000 = 50)")
+  ap.add_argument(
+    "--interactions",
+    default="1e4,1e5,1e6",
+    help="comma list of synthetic interaction counts; 'none' skips curve (a)",
+  )
+  ap.add_argument(
+    "--interactions-per-user",
+    type=float,
+    default=None,
+    help="default: the config's interactions / n_users (150000 / 3000 = 50)",
+  )
   ap.add_argument("--protocol", default="warm", choices=["warm", "in_domain"])
   ap.add_argument("--epochs", type=int, default=3, help="E of the E-epoch run, at least")
-  ap.add_argument("--min-steps", type=int, default=200,
-                  help="E is raised until the E-epoch run has at least this many steps")
-  ap.add_argument("--catalogue", default="1e3,1e4,1e5,1e6",
-                  help="comma list of catalogue sizes; 'none' skips curve (b)")
+  ap.add_argument(
+    "--min-steps",
+    type=int,
+    default=200,
+    help="E is raised until the E-epoch run has at least this many steps",
+  )
+  ap.add_argument(
+    "--catalogue",
+    default="1e3,1e4,1e5,1e6",
+    help="comma list of catalogue sizes; 'none' skips curve (b)",
+  )
   ap.add_argument("--eval-users", type=int, default=2048)
   ap.add_argument("--eval-batch", type=int, default=256)
   ap.add_argument("--dim", type=int, default=64)
@@ -235,8 +277,11 @@ def main(argv=None):
   cache = tempfile.TemporaryDirectory(prefix="scaling_jax_cache_")
   pipeline.enable_compilation_cache(ml_collections.ConfigDict({"data": {"cache_dir": cache.name}}))
   dev = jax.devices()[0]
-  print(f"backend={jax.default_backend()} device={dev.device_kind} jax={jax.__version__} "
-        f"cpus={os.cpu_count()}", flush=True)
+  print(
+    f"backend={jax.default_backend()} device={dev.device_kind} jax={jax.__version__} "
+    f"cpus={os.cpu_count()}",
+    flush=True,
+  )
   train_rows, eval_rows = [], []
   for n in parse_sizes(args.interactions):
     train_rows.append(train_point(n, args))
@@ -246,14 +291,25 @@ def main(argv=None):
     print(format_eval(eval_rows[-1]), flush=True)
 
   slopes = {
-      "train_vs_interactions": loglog_slope([r["interactions"] for r in train_rows],
-                                            [r["epoch_s"] for r in train_rows]),
-      "eval_vs_catalogue": loglog_slope([r["catalogue"] for r in eval_rows],
-                                        [r["median_s"] for r in eval_rows])}
-  record = {"bench": "scaling", "backend": jax.default_backend(), "device": dev.device_kind,
-            "jax": jax.__version__, "protocol": args.protocol, "epochs": args.epochs,
-            "interactions_per_user": args.interactions_per_user, "train": train_rows,
-            "eval": eval_rows, "slopes": slopes}
+    "train_vs_interactions": loglog_slope(
+      [r["interactions"] for r in train_rows], [r["epoch_s"] for r in train_rows]
+    ),
+    "eval_vs_catalogue": loglog_slope(
+      [r["catalogue"] for r in eval_rows], [r["median_s"] for r in eval_rows]
+    ),
+  }
+  record = {
+    "bench": "scaling",
+    "backend": jax.default_backend(),
+    "device": dev.device_kind,
+    "jax": jax.__version__,
+    "protocol": args.protocol,
+    "epochs": args.epochs,
+    "interactions_per_user": args.interactions_per_user,
+    "train": train_rows,
+    "eval": eval_rows,
+    "slopes": slopes,
+  }
   if args.json:
     print(json.dumps(record))
   for name, s in slopes.items():

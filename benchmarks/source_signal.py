@@ -63,23 +63,28 @@ def measure(ds, split, target: str, part: str, log=print, *, exclude_history: st
   if S.shape[1] == 0:
     raise ValueError(f"the split has no source domains for {target!r}")
   t0 = time.perf_counter()
-  C = (S.T @ T).tocsr()                                           # [n_s, n_t] co-consumption
+  C = (S.T @ T).tocsr()  # [n_s, n_t] co-consumption
   deg_s = np.asarray(S.sum(0)).ravel()
   deg_t = np.asarray(T.sum(0)).ravel()
-  Cn = sp.diags(1.0 / np.sqrt(np.maximum(deg_s, 1))) @ C @ sp.diags(
-      1.0 / np.sqrt(np.maximum(deg_t, 1)))
+  Cn = (
+    sp.diags(1.0 / np.sqrt(np.maximum(deg_s, 1)))
+    @ C
+    @ sp.diags(1.0 / np.sqrt(np.maximum(deg_t, 1)))
+  )
   Cn = Cn.tocsr()
   arrays = dict(inputs.eval_arrays(ds, split, target, part, exclude_history=exclude_history))
   users = arrays["user"]
-  src = S[users]                                                  # [n_eval, n_s]
-  cooc = np.asarray((src @ Cn).todense(), np.float32)             # [n_eval, n_t]
+  src = S[users]  # [n_eval, n_s]
+  cooc = np.asarray((src @ Cn).todense(), np.float32)  # [n_eval, n_t]
   raw = np.asarray((src @ C).todense(), np.float32)
-  log(f"co-consumption: {C.nnz} (source item, target item) pairs from "
-      f"{int((np.diff(S.indptr) > 0).sum())} users with source history; "
-      f"{time.perf_counter() - t0:.1f} s")
-  arrays["row"] = np.arange(len(users), dtype=np.int32)           # batch row -> eval row
+  log(
+    f"co-consumption: {C.nnz} (source item, target item) pairs from "
+    f"{int((np.diff(S.indptr) > 0).sum())} users with source history; "
+    f"{time.perf_counter() - t0:.1f} s"
+  )
+  arrays["row"] = np.arange(len(users), dtype=np.int32)  # batch row -> eval row
   pop = deg_t.astype(np.float32)
-  pop_tb = pop / (pop.max() + 1.0)                                # < 1: a pure tie-breaker
+  pop_tb = pop / (pop.max() + 1.0)  # < 1: a pure tie-breaker
   top = cooc.max(1, keepdims=True)
   unit = cooc / np.where(top > 0, top, 1.0)
 
@@ -94,28 +99,43 @@ def measure(ds, split, target: str, part: str, log=print, *, exclude_history: st
         return raw[rows]
       # co-consumption first (those items score >= 2, the rest < 1), popularity breaks ties
       return np.where(cooc[rows] > 0, 2.0 + 2.0 * unit[rows], 0.0) + pop_tb
+
     return score
 
   res, pvals = {}, {}
   for kind in ("pop", "cooc", "raw", "cooc+pop"):
-    r = evaluate_lib.evaluate(score_fn=scorer(kind), arrays=arrays, n_items=n_t,
-                              batch_size=256, ks=[10, 50])
+    r = evaluate_lib.evaluate(
+      score_fn=scorer(kind), arrays=arrays, n_items=n_t, batch_size=256, ks=[10, 50]
+    )
     res[kind] = r
     if kind != "pop":
       pvals[kind] = significance.paired_user_test(
-          r.per_example["ndcg@10"] - res["pop"].per_example["ndcg@10"], "wilcoxon")
+        r.per_example["ndcg@10"] - res["pop"].per_example["ndcg@10"], "wilcoxon"
+      )
     p = f"  p (ndcg@10 vs pop, paired Wilcoxon) {pvals[kind]:.2g}" if kind in pvals else ""
-    log(f"{kind:9s} ndcg@10 {r.means['ndcg@10']:.4f}  recall@10 {r.means['recall@10']:.4f}  "
-        f"recall@50 {r.means['recall@50']:.4f}{p}")
-  blend = (blend_check(ds, split, target, S, C, part, log, exclude_history=exclude_history)
-           if arrays["hist_mask"].any() else None)
+    log(
+      f"{kind:9s} ndcg@10 {r.means['ndcg@10']:.4f}  recall@10 {r.means['recall@10']:.4f}  "
+      f"recall@50 {r.means['recall@50']:.4f}{p}"
+    )
+  blend = (
+    blend_check(ds, split, target, S, C, part, log, exclude_history=exclude_history)
+    if arrays["hist_mask"].any()
+    else None
+  )
   tgt = arrays["target"]
   has_src = np.diff(S.indptr)[users] > 0
   reach = np.array([cooc[j, t] > 0 for j, t in enumerate(tgt)])
-  log(f"{part} users: {len(users)}; with source history {has_src.mean():.3f}; target "
-      f"co-occurs with one of their source items: {reach.mean():.3f}")
-  return {"reach": float(reach.mean()), "has_source": float(has_src.mean()),
-          "p_vs_pop": pvals, "blend": blend, **{k: r.means for k, r in res.items()}}
+  log(
+    f"{part} users: {len(users)}; with source history {has_src.mean():.3f}; target "
+    f"co-occurs with one of their source items: {reach.mean():.3f}"
+  )
+  return {
+    "reach": float(reach.mean()),
+    "has_source": float(has_src.mean()),
+    "p_vs_pop": pvals,
+    "blend": blend,
+    **{k: r.means for k, r in res.items()},
+  }
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -124,13 +144,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
   return x / np.where(m > 0, m, 1.0)
 
 
-def blend_check(ds, split, target: str, S, C, part: str, log=print, *,
-                exclude_history: str) -> dict:
+def blend_check(
+  ds, split, target: str, S, C, part: str, log=print, *, exclude_history: str
+) -> dict:
   """Does the source add anything to a model of the TARGET history?  item-kNN over the
   user's target history (the `itemknn` baseline, the best non-sequential model on Art →
   Office warm) blended with the `raw` source co-consumption, each scaled per user to max 1:
   score = knn + λ·raw.  λ is picked on the VALID users, then the test users are scored."""
   from xdkt_jax.recommenders import baselines  # pylint: disable=import-outside-toplevel
+
   knn = baselines.fit("itemknn", ds, split, target=target)
   n_t = ds.domains[target].n_items
   lams = (0.0, 0.03, 0.1, 0.3, 1.0)
@@ -148,21 +170,28 @@ def blend_check(ds, split, target: str, S, C, part: str, log=print, *,
     def score(batch):
       out = _unit(np.asarray(knn.score(batch), np.float32))
       return out + lam * src[batch["row"]] * batch["example_mask"][:, None]
-    return evaluate_lib.evaluate(score_fn=score, arrays=arrays, n_items=n_t, batch_size=256,
-                                 ks=[10])
+
+    return evaluate_lib.evaluate(
+      score_fn=score, arrays=arrays, n_items=n_t, batch_size=256, ks=[10]
+    )
 
   valid = {lam: run("valid", lam).means["ndcg@10"] for lam in lams}
-  best = max(lams, key=lambda lam: (valid[lam], -lam))     # ties: the smaller λ
+  best = max(lams, key=lambda lam: (valid[lam], -lam))  # ties: the smaller λ
   base, blend = run(part, 0.0), run(part, best)
   p = significance.paired_user_test(
-      blend.per_example["ndcg@10"] - base.per_example["ndcg@10"], "wilcoxon")
-  log("itemknn + λ·source, valid ndcg@10 by λ: " +
-      ", ".join(f"{lam:g}: {v:.4f}" for lam, v in valid.items()) + f"; picked λ = {best:g}")
-  log(f"{part}: itemknn ndcg@10 {base.means['ndcg@10']:.4f} recall@10 "
-      f"{base.means['recall@10']:.4f}; + {best:g}·source ndcg@10 {blend.means['ndcg@10']:.4f} "
-      f"recall@10 {blend.means['recall@10']:.4f} (p {p:.2g})")
-  return {"lambda": best, "valid": valid, "itemknn": base.means, "blended": blend.means,
-          "p": p}
+    blend.per_example["ndcg@10"] - base.per_example["ndcg@10"], "wilcoxon"
+  )
+  log(
+    "itemknn + λ·source, valid ndcg@10 by λ: "
+    + ", ".join(f"{lam:g}: {v:.4f}" for lam, v in valid.items())
+    + f"; picked λ = {best:g}"
+  )
+  log(
+    f"{part}: itemknn ndcg@10 {base.means['ndcg@10']:.4f} recall@10 "
+    f"{base.means['recall@10']:.4f}; + {best:g}·source ndcg@10 {blend.means['ndcg@10']:.4f} "
+    f"recall@10 {blend.means['recall@10']:.4f} (p {p:.2g})"
+  )
+  return {"lambda": best, "valid": valid, "itemknn": base.means, "blended": blend.means, "p": p}
 
 
 def main(argv=None) -> dict:
@@ -181,8 +210,11 @@ def main(argv=None) -> dict:
   target = a.target or split.targets[0]
   if len(split.targets) > 1 or target not in split.targets:
     split = protocols.target_view(split, target)
-  print(f"{a.config} protocol={split.protocol} k={split.k} target={target} "
-        f"sources={split.sources} (data + split {time.perf_counter() - t0:.1f} s)", flush=True)
+  print(
+    f"{a.config} protocol={split.protocol} k={split.k} target={target} "
+    f"sources={split.sources} (data + split {time.perf_counter() - t0:.1f} s)",
+    flush=True,
+  )
   rule = conventions.rule_for(c, ds, target)
   print(rule.describe(), flush=True)
   return measure(ds, split, target, a.part, exclude_history=rule.exclude_history)

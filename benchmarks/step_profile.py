@@ -44,15 +44,15 @@ from xdkt_jax.train import mesh as mesh_lib  # noqa: E402
 
 # First match wins: (part, regex over the jaxpr op path).
 PARTS = (
-    ("dropout", r"Dropout|in_drop|random_bits|threefry|/while"),
-    ("layer_norm", r"_ln/|in_ln"),
-    ("projections", r"/attn/(bld,dhk|blhk,hkd)"),
-    ("attention", r"/attn/"),
-    ("ffn", r"/mlp_(in|out)/|relu|gelu"),
-    ("embed", r"SASRec\.encode/(gather|add|concatenate)|item_embedding|pos_embedding"),
-    ("loss_head", r"^(jvp|transpose\(jvp)\(\)\)?/|logsumexp|log_softmax|transfer_loss"),
-    # Outside value_and_grad (no jvp / transpose prefix): the AdamW update and clipping.
-    ("optimizer", r"^(?!jvp\(|transpose\(|batch\[)"),
+  ("dropout", r"Dropout|in_drop|random_bits|threefry|/while"),
+  ("layer_norm", r"_ln/|in_ln"),
+  ("projections", r"/attn/(bld,dhk|blhk,hkd)"),
+  ("attention", r"/attn/"),
+  ("ffn", r"/mlp_(in|out)/|relu|gelu"),
+  ("embed", r"SASRec\.encode/(gather|add|concatenate)|item_embedding|pos_embedding"),
+  ("loss_head", r"^(jvp|transpose\(jvp)\(\)\)?/|logsumexp|log_softmax|transfer_loss"),
+  # Outside value_and_grad (no jvp / transpose prefix): the AdamW update and clipping.
+  ("optimizer", r"^(?!jvp\(|transpose\(|batch\[)"),
 )
 
 
@@ -87,11 +87,19 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=10)
   ap.add_argument("--top", type=int, default=12, help="also list the N costliest ops")
   a = ap.parse_args(argv)
-  size = dict(batch=a.batch, seq=a.seq, hidden=a.hidden, layers=a.layers, heads=a.heads,
-              mlp=a.mlp, n_items=a.n_items)
+  size = dict(
+    batch=a.batch,
+    seq=a.seq,
+    hidden=a.hidden,
+    layers=a.layers,
+    heads=a.heads,
+    mlp=a.mlp,
+    n_items=a.n_items,
+  )
   step, state, bs = roofline.build_sasrec_step(size, dropout=a.dropout)
-  batch = mesh_lib.shard_batch(roofline.packed_rows(0, batch=a.batch, seq=a.seq,
-                                                    n_items=a.n_items, segments=a.segments), bs)
+  batch = mesh_lib.shard_batch(
+    roofline.packed_rows(0, batch=a.batch, seq=a.seq, n_items=a.n_items, segments=a.segments), bs
+  )
   rng = jax.random.PRNGKey(1)
   ops = kernel_ops(step.jitted.lower(state, batch, rng).compile().as_text())
   for _ in range(3):
@@ -116,12 +124,16 @@ def main(argv=None):
       by_part[part_of(op)] += e.get("dur", 0) / 1e3 / a.steps
       by_op[op] += e.get("dur", 0) / 1e3 / a.steps
   total = sum(by_part.values())
-  print(f"backend={jax.default_backend()} jax={jax.__version__} "
-        f"B={a.batch} L={a.seq} D={a.hidden} layers={a.layers} F={a.mlp} N={a.n_items} "
-        f"dropout={a.dropout}")
-  print(f"wall {wall * 1e3:.1f} ms/step (under the profiler), kernels {total:.1f} ms/step, "
-        f"others {share.other_cores if share.other_cores is not None else float('nan'):.2f} "
-        f"cores busy")
+  print(
+    f"backend={jax.default_backend()} jax={jax.__version__} "
+    f"B={a.batch} L={a.seq} D={a.hidden} layers={a.layers} F={a.mlp} N={a.n_items} "
+    f"dropout={a.dropout}"
+  )
+  print(
+    f"wall {wall * 1e3:.1f} ms/step (under the profiler), kernels {total:.1f} ms/step, "
+    f"others {share.other_cores if share.other_cores is not None else float('nan'):.2f} "
+    f"cores busy"
+  )
   for name, ms in by_part.most_common():
     print(f"  {name:12s} {ms:7.2f} ms  {100 * ms / total:5.1f}%")
   if a.top:

@@ -51,15 +51,31 @@ def default_data_dir() -> Path:
 
 
 def child_command(impl: str, args, passthrough: list[str]) -> tuple[list[str], dict]:
-  common = ["--data-dir", str(args.data_dir), "--epochs", str(args.epochs),
-            "--max-rows", str(args.max_rows), *passthrough]
+  common = [
+    "--data-dir",
+    str(args.data_dir),
+    "--epochs",
+    str(args.epochs),
+    "--max-rows",
+    str(args.max_rows),
+    *passthrough,
+  ]
   env = dict(os.environ)
   if impl == "recbole":
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 predates weights_only loads
     env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # pandas/torch deprecation spam
     return [str(RECBOLE_PY), str(PEERS / "recbole_sasrec.py"), *common], env
-  return ([str(args.xdkt_python), str(PEERS / "xdkt_sasrec.py"), *common,
-           "--exclude", args.exclude, "--pack" if args.pack else "--no-pack"], env)
+  return (
+    [
+      str(args.xdkt_python),
+      str(PEERS / "xdkt_sasrec.py"),
+      *common,
+      "--exclude",
+      args.exclude,
+      "--pack" if args.pack else "--no-pack",
+    ],
+    env,
+  )
 
 
 def run_child(impl: str, args, passthrough: list[str]) -> dict:
@@ -73,8 +89,9 @@ def run_child(impl: str, args, passthrough: list[str]) -> dict:
   proc.returncode = os.waitstatus_to_exitcode(status)
   lines = [ln for ln in out.splitlines() if ln.strip()]
   if proc.returncode != 0 or not lines:
-    sys.exit(f"vs_recbole: {impl} failed (exit {proc.returncode}); stdout tail:\n"
-             + "\n".join(lines[-5:]))
+    sys.exit(
+      f"vs_recbole: {impl} failed (exit {proc.returncode}); stdout tail:\n" + "\n".join(lines[-5:])
+    )
   result = json.loads(lines[-1])
   result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
   print(f"[{impl}] {json.dumps(result)}", file=sys.stderr, flush=True)
@@ -86,8 +103,10 @@ def throughput(r: dict) -> float:
 
 
 def row(label: str, r: dict) -> str:
-  return (f"{label:<16} {throughput(r):>12,.0f} {r['eval_s']:>9.2f} {r['peak_rss_mb']:>9.0f} "
-          f"{r['recall@10']:>8.4f} {r['ndcg@10']:>8.4f}")
+  return (
+    f"{label:<16} {throughput(r):>12,.0f} {r['eval_s']:>9.2f} {r['peak_rss_mb']:>9.0f} "
+    f"{r['recall@10']:>8.4f} {r['ndcg@10']:>8.4f}"
+  )
 
 
 def median_result(runs: list[dict]) -> dict:
@@ -104,14 +123,22 @@ def main():
   ap.add_argument("--reps", type=int, default=1)
   ap.add_argument("--max-rows", type=int, default=0, help="smoke tests: first N users only")
   ap.add_argument("--data-dir", type=Path, default=default_data_dir())
-  ap.add_argument("--exclude", choices=("none", "train", "all"), default="none",
-                  help="xdkt evaluation's exclude_history rule (default none: RecBole's own "
-                       "full-sort for sequential models; xdkt_jax/conventions.py)")
+  ap.add_argument(
+    "--exclude",
+    choices=("none", "train", "all"),
+    default="none",
+    help="xdkt evaluation's exclude_history rule (default none: RecBole's own "
+    "full-sort for sequential models; xdkt_jax/conventions.py)",
+  )
   ap.add_argument("--xdkt-python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-  ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
-                  help="xdkt side only: pack several users' windows into a row (faster); "
-                       "--no-pack puts one user a row, so a step's transitions come from more "
-                       "users, closer to RecBole's random prefixes (benchmarks/RESULTS.md)")
+  ap.add_argument(
+    "--pack",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="xdkt side only: pack several users' windows into a row (faster); "
+    "--no-pack puts one user a row, so a step's transitions come from more "
+    "users, closer to RecBole's random prefixes (benchmarks/RESULTS.md)",
+  )
   args, passthrough = ap.parse_known_args()
   if not RECBOLE_PY.exists():
     print(f"vs_recbole: {RECBOLE_PY} not found; run: bash benchmarks/peers/setup.sh")
@@ -129,17 +156,21 @@ def main():
       print(row(impl if args.reps == 1 else f"{impl} #{i}", r))
   x, rb = median_result(runs["xdkt"]), median_result(runs["recbole"])
   x0, rb0 = runs["xdkt"][0], runs["recbole"][0]
-  print(f"train examples per epoch: xdkt {x0['train_examples']:,.0f} (of "
-        f"{x0['train_transitions']:,} transitions; {x0['train_transitions_with_history']:,} "
-        f"with a history), recbole {rb0['train_examples']:,}; xdkt batch {x0['batch_rows']} "
-        f"{'packed ' if args.pack else 'unpacked '}rows x {x0['transitions_per_row']:.1f} "
-        f"transitions; first step (compile) {x0['first_step_s']:.1f} s; "
-        f"eval first call xdkt {x0['eval_first_s']:.2f} s, "
-        f"recbole {rb0['eval_first_s']:.2f} s; xdkt exclude_history={x0['exclude_history']}")
+  print(
+    f"train examples per epoch: xdkt {x0['train_examples']:,.0f} (of "
+    f"{x0['train_transitions']:,} transitions; {x0['train_transitions_with_history']:,} "
+    f"with a history), recbole {rb0['train_examples']:,}; xdkt batch {x0['batch_rows']} "
+    f"{'packed ' if args.pack else 'unpacked '}rows x {x0['transitions_per_row']:.1f} "
+    f"transitions; first step (compile) {x0['first_step_s']:.1f} s; "
+    f"eval first call xdkt {x0['eval_first_s']:.2f} s, "
+    f"recbole {rb0['eval_first_s']:.2f} s; xdkt exclude_history={x0['exclude_history']}"
+  )
   print(f"peak_rss_mb xdkt={x['peak_rss_mb']:.0f} recbole={rb['peak_rss_mb']:.0f}")
-  print(f"RATIO train_throughput={x['throughput'] / rb['throughput']:.3f} "
-        f"eval_speed={rb['eval_s'] / x['eval_s']:.3f} recall10_xdkt={x['recall@10']:.4f} "
-        f"recall10_recbole={rb['recall@10']:.4f}")
+  print(
+    f"RATIO train_throughput={x['throughput'] / rb['throughput']:.3f} "
+    f"eval_speed={rb['eval_s'] / x['eval_s']:.3f} recall10_xdkt={x['recall@10']:.4f} "
+    f"recall10_recbole={rb['recall@10']:.4f}"
+  )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def get_config():
   c.data.source = "recbole"
   c.data.path = str(common.shared_data_dir() / "amazon14_beauty_sports_toys")
   c.data.domains = "Beauty,Sports,Toys"
-  c.data.max_text_len = 32         # item text is ~5 keywords
+  c.data.max_text_len = 32  # item text is ~5 keywords
   c.protocol = "multi_domain"
   # MiniLM ships without an MLM head: fit one first (encoder frozen), so L_t starts from a
   # trained head and its "before" perplexity measures the pre-trained encoder.

@@ -44,16 +44,16 @@ def get_config():
   c.data.source_domains = "Art"
   c.data.target_domain = "Office"
   c.data.real_timestamps = False
-  c.data.kcore = 0                 # keep the dataset's own user split intact
+  c.data.kcore = 0  # keep the dataset's own user split intact
   c.data.max_text_len = 64
   c.protocol = "warm"
   # Real category paths are long and shared words are many: an entity must name >= 5 items
   # in each domain to count as bridging knowledge.
   c.knowledge.min_domain_df = 5
-  c.recommend.sequential.epochs = 20            # the ceiling of early stopping on valid
+  c.recommend.sequential.epochs = 20  # the ceiling of early stopping on valid
   c.recommend.sequential.select_epoch = True
   c.recommend.sequential.patience = 3
-  c.recommend.sequential.dropout = 0.5          # picked on valid (see the docstring)
+  c.recommend.sequential.dropout = 0.5  # picked on valid (see the docstring)
   c.lock()
   return c
 

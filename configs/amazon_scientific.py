@@ -22,7 +22,7 @@ def get_config():
   c.data.path = str(common.shared_data_dir() / "amazon_scientific")
   c.data.domains = "Scientific"
   c.data.target_domain = "Scientific"
-  c.data.kcore = 0                 # already 5-core; the given split is kept exactly
+  c.data.kcore = 0  # already 5-core; the given split is kept exactly
   c.data.max_text_len = 64
   c.protocol = "in_domain"
   # The split ships with the data: by default nothing is masked (recommend.exclude_history=

@@ -27,20 +27,20 @@ def get_config():
   c.data.source_domains = "Books"
   c.data.target_domain = "Movies"
   c.data.real_timestamps = True
-  c.data.max_text_len = 24         # synthetic titles: 17 tokens median, 23 max (none truncated)
+  c.data.max_text_len = 24  # synthetic titles: 17 tokens median, 23 max (none truncated)
   c.data.synthetic.n_users = 3000
   c.data.synthetic.interactions = 150_000
   c.adapt.steps = 40
   # MiniLM has no masked-LM head: fit one first (encoder frozen) so "perplexity before
   # adaptation" measures the pretrained encoder rather than a random head.
   c.adapt.head_warmup_steps = 30
-  c.adapt.heldout_frac = 0.1       # 100 of 1000 items per domain are never trained on
+  c.adapt.heldout_frac = 0.1  # 100 of 1000 items per domain are never trained on
   c.knowledge.steps = 50
   c.knowledge.eval_max_items = 256  # L_k before/after report on ≤ 256 items a domain and part
   c.protocol = "cold_start"
   c.protocol_k = 1
-  c.protocol_cold_frac = 0.5       # 750 cold users: 375 valid, 375 test
-  c.recommend.sequential.epochs = 20          # the ceiling: each run keeps its best valid epoch
+  c.protocol_cold_frac = 0.5  # 750 cold users: 375 valid, 375 test
+  c.recommend.sequential.epochs = 20  # the ceiling: each run keeps its best valid epoch
   c.recommend.sequential.select_epoch = True
   c.recommend.sequential.patience = 3
   # Picked on the valid split by launch/tune.py over get_tune_grid() (RESULTS.md).

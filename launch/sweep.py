@@ -59,7 +59,7 @@ def main(argv=None) -> int:
   cmds = commands(args.config, load_sweep(args.config), args.root, extra)
   for c in cmds:
     print(shlex.join(c), flush=True)
-    if args.run:   # this interpreter's package: no need for the venv on PATH
+    if args.run:  # this interpreter's package: no need for the venv on PATH
       rc = subprocess.call([sys.executable, "-m", "xdkt_jax.main", *c[1:]])
       if rc:
         print(f"sweep: stopped, exit code {rc}", file=sys.stderr)

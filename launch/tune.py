@@ -82,13 +82,23 @@ def shares_upstream(grid: dict) -> bool:
 
 def run_commands(args, grid, extra: list[str]) -> list[tuple[dict, Path, list[str]]]:
   root = Path(args.root)
-  base = ["xdkt", "run", f"--config={args.config}", "--config.recommend.eval_part=valid",
-          "--config.recommend.tuning=True", f"--config.recommend.methods={args.method}",
-          *extra]
-  return [(p, root / point_name(p),
-           base + [f"--workdir={root / point_name(p)}"] + [f"--config.{k}={v}"
-                                                           for k, v in p.items()])
-          for p in points(grid)]
+  base = [
+    "xdkt",
+    "run",
+    f"--config={args.config}",
+    "--config.recommend.eval_part=valid",
+    "--config.recommend.tuning=True",
+    f"--config.recommend.methods={args.method}",
+    *extra,
+  ]
+  return [
+    (
+      p,
+      root / point_name(p),
+      base + [f"--workdir={root / point_name(p)}"] + [f"--config.{k}={v}" for k, v in p.items()],
+    )
+    for p in points(grid)
+  ]
 
 
 def link_upstream(base: Path, point: Path) -> None:
@@ -127,8 +137,9 @@ def main(argv=None) -> int:
   ap.add_argument("--metric", default="ndcg@10")
   ap.add_argument("--run", action="store_true", help="run the points (else print them)")
   args, extra = ap.parse_known_args(argv)
-  if any(x.startswith(("--config.recommend.eval_part", "--config.recommend.tuning"))
-         for x in extra):
+  if any(
+    x.startswith(("--config.recommend.eval_part", "--config.recommend.tuning")) for x in extra
+  ):
     raise SystemExit("tune: eval_part and tuning are set by tune itself")
   grid = parse_grid(args.grid) if args.grid else config_grid(args.config)
   cmds = run_commands(args, grid, extra)
@@ -152,15 +163,24 @@ def main(argv=None) -> int:
   scores = [{"point": p, "valid": score(wd, args.method, args.metric)} for p, wd, _ in cmds]
   best = max(range(len(scores)), key=lambda i: (scores[i]["valid"]["mean"], -i))
   chosen = scores[best]["point"]
-  out = {"config": args.config, "grid": grid, "method": args.method, "metric": args.metric,
-         "split": "valid", "points": scores, "chosen": chosen,
-         "test_command": test_command(args, chosen, extra)}
+  out = {
+    "config": args.config,
+    "grid": grid,
+    "method": args.method,
+    "metric": args.metric,
+    "split": "valid",
+    "points": scores,
+    "chosen": chosen,
+    "test_command": test_command(args, chosen, extra),
+  }
   root.mkdir(parents=True, exist_ok=True)
   (root / "selection.json").write_text(json.dumps(out, indent=1))
   for s in scores:
     v = s["valid"]
-    print(f"{point_name(s['point'])}: valid {args.method} {args.metric} {v['mean']:.4f} "
-          f"[{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
+    print(
+      f"{point_name(s['point'])}: valid {args.method} {args.metric} {v['mean']:.4f} "
+      f"[{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]"
+    )
   print(f"chosen on valid: {point_name(chosen)}\n{out['test_command']}")
   return 0
 

@@ -12,8 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from xdkt_jax.data.schema import (CrossDomainDataset, Domain, Interactions,  # noqa: E402
-                                  ItemTable, PrepLog, UserIndex, counts)
+from xdkt_jax.data.schema import (
+  CrossDomainDataset,
+  Domain,
+  Interactions,  # noqa: E402
+  ItemTable,
+  PrepLog,
+  UserIndex,
+  counts,
+)
 
 
 def shared_data_dir() -> Path:
@@ -29,8 +36,9 @@ def shared_data():
   return p
 
 
-def make_dataset(spec: dict, *, texts: dict | None = None, real_timestamps=False,
-                 user_split: dict | None = None) -> CrossDomainDataset:
+def make_dataset(
+  spec: dict, *, texts: dict | None = None, real_timestamps=False, user_split: dict | None = None
+) -> CrossDomainDataset:
   """spec: {domain: [(user_name, item_idx, order), ...]}; items are 'i<idx>' with text
   'text <domain> <idx>' unless `texts[domain]` gives the list."""
   uidx = UserIndex()
@@ -42,15 +50,20 @@ def make_dataset(spec: dict, *, texts: dict | None = None, real_timestamps=False
       tx = list(texts[name]) + [""] * (n_items - len(texts[name]))
     else:
       tx = [f"text {name} {i}" for i in range(n_items)]
-    items = ItemTable(ids=np.array([f"{name}{i}" for i in range(n_items)], dtype=object),
-                      text={"title": np.array(tx, dtype=object)})
-    inter = Interactions(user=uidx.encode([r[0] for r in rows]),
-                         item=np.array([r[1] for r in rows], np.int32),
-                         order=np.array([r[2] for r in rows], np.float64))
+    items = ItemTable(
+      ids=np.array([f"{name}{i}" for i in range(n_items)], dtype=object),
+      text={"title": np.array(tx, dtype=object)},
+    )
+    inter = Interactions(
+      user=uidx.encode([r[0] for r in rows]),
+      item=np.array([r[1] for r in rows], np.int32),
+      order=np.array([r[2] for r in rows], np.float64),
+    )
     domains[name] = Domain(name, items, inter, source=f"<{name}>")
     log.raw[name] = counts(domains[name])
-  ds = CrossDomainDataset(domains=domains, user_ids=uidx.to_array(),
-                          real_timestamps=real_timestamps, log=log)
+  ds = CrossDomainDataset(
+    domains=domains, user_ids=uidx.to_array(), real_timestamps=real_timestamps, log=log
+  )
   if user_split:
     ds.user_split = np.array([user_split.get(u, "") for u in ds.user_ids], dtype=object)
   return ds
@@ -59,6 +72,7 @@ def make_dataset(spec: dict, *, texts: dict | None = None, real_timestamps=False
 def write_file(path: Path, text: str, *, gz: bool = False) -> Path:
   """Writes a fixture file (gzip-compressed with gz=True), creating its folder."""
   import gzip  # pylint: disable=import-outside-toplevel
+
   path.parent.mkdir(parents=True, exist_ok=True)
   if gz:
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -72,6 +86,7 @@ def sequential_settings(**over) -> dict:
   """What sequential.train_sasrec requires: the run config's recommend.sequential and
   recommend.xdkt sections (configs/common.py, their one source) with `over` on top."""
   from configs import common  # pylint: disable=import-outside-toplevel
+
   rc = common.recommend_config()
   return {**rc.sequential.to_dict(), **rc.xdkt.to_dict(), **over}
 
@@ -80,6 +95,7 @@ def small_world_config():
   """The default config on the 2,000-user world the model/baseline tests were written for
   (the default itself grew to 3,000 users for a larger cold-start test set)."""
   from configs import default  # pylint: disable=import-outside-toplevel
+
   c = default.get_config()
   with c.unlocked():
     c.data.synthetic.n_users = 2000

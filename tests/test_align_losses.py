@@ -38,6 +38,7 @@ def log_sigmoid(x):
 # ---------------------------------------------------------------------------------------------
 # transfer_loss (L_f)
 
+
 def np_full_softmax(u, e, y, w):
   z = u @ e.T
   nll = lse(z) - z[np.arange(len(y)), y]
@@ -56,8 +57,9 @@ def _data(seed=0, b=6, n=9, d=4):
 
 def test_transfer_full_softmax_value_and_hand_grad():
   u, e, y, w = _data()
-  f = lambda uu, ee: losses.transfer_loss(user_repr_BxD=uu, item_emb_NxD=ee,
-                                          target_B=jnp.asarray(y), weights_B=jnp.asarray(w))[0]
+  f = lambda uu, ee: losses.transfer_loss(
+    user_repr_BxD=uu, item_emb_NxD=ee, target_B=jnp.asarray(y), weights_B=jnp.asarray(w)
+  )[0]
   val, (gu, ge) = vg(f, argnums=(0, 1))(jnp.asarray(u), jnp.asarray(e))
   np.testing.assert_allclose(val, np_full_softmax(u, e, y, w), rtol=1e-5)
   # Hand-derived: dL/dz = w (softmax(z) − onehot(y)) / Σw; dU = G E, dE = Gᵀ U.
@@ -73,9 +75,13 @@ def test_transfer_full_softmax_accuracy_is_weighted_top1():
   u, e, y, w = _data()
   z = u @ e.T
   y = y.copy()
-  y[:3] = np.argmax(z[:3], 1)     # a few rows where the target IS the top item
-  _, aux = losses.transfer_loss(user_repr_BxD=jnp.asarray(u), item_emb_NxD=jnp.asarray(e),
-                                target_B=jnp.asarray(y), weights_B=jnp.asarray(w))
+  y[:3] = np.argmax(z[:3], 1)  # a few rows where the target IS the top item
+  _, aux = losses.transfer_loss(
+    user_repr_BxD=jnp.asarray(u),
+    item_emb_NxD=jnp.asarray(e),
+    target_B=jnp.asarray(y),
+    weights_B=jnp.asarray(w),
+  )
   hit = (np.argmax(z, 1) == y).astype(np.float32)
   assert hit[:3].all() and not hit.all()
   np.testing.assert_allclose(float(aux["accuracy"]), (hit * w).sum() / w.sum(), rtol=1e-6)
@@ -84,8 +90,12 @@ def test_transfer_full_softmax_accuracy_is_weighted_top1():
 def test_transfer_sequence_form_equals_flattened():
   u, e, y, w = _data(b=6)
   flat = losses.transfer_loss(user_repr_BxD=u, item_emb_NxD=e, target_B=y, weights_B=w)
-  seq = losses.transfer_loss(user_repr_BxD=u.reshape(2, 3, -1), item_emb_NxD=e,
-                             target_B=y.reshape(2, 3), weights_B=w.reshape(2, 3))
+  seq = losses.transfer_loss(
+    user_repr_BxD=u.reshape(2, 3, -1),
+    item_emb_NxD=e,
+    target_B=y.reshape(2, 3),
+    weights_B=w.reshape(2, 3),
+  )
   np.testing.assert_allclose(seq[0], flat[0], rtol=1e-6)
   assert float(seq[1]["n"]) == w.sum()
 
@@ -113,9 +123,15 @@ def test_transfer_sampled_softmax_vs_numpy(logq):
     return (nll * w).sum() / w.sum()
 
   f = lambda uu: losses.transfer_loss(
-      user_repr_BxD=uu, item_emb_NxD=jnp.asarray(e), target_B=jnp.asarray(y),
-      weights_B=jnp.asarray(w), kind="sampled_softmax", rng=rng, num_negatives=k,
-      logq_N=None if lq_in is None else jnp.asarray(lq_in))[0]
+    user_repr_BxD=uu,
+    item_emb_NxD=jnp.asarray(e),
+    target_B=jnp.asarray(y),
+    weights_B=jnp.asarray(w),
+    kind="sampled_softmax",
+    rng=rng,
+    num_negatives=k,
+    logq_N=None if lq_in is None else jnp.asarray(lq_in),
+  )[0]
   val, g = vg(f)(jnp.asarray(u))
   np.testing.assert_allclose(val, ref(u.astype(np.float64)), rtol=1e-5)
   np.testing.assert_allclose(g, num_grad(ref, u), atol=1e-4)
@@ -134,8 +150,14 @@ def test_transfer_bpr_vs_numpy():
     return (nll * w).sum() / w.sum()
 
   f = lambda ee: losses.transfer_loss(
-      user_repr_BxD=jnp.asarray(u), item_emb_NxD=ee, target_B=jnp.asarray(y),
-      weights_B=jnp.asarray(w), kind="bpr", rng=rng, num_negatives=k)[0]
+    user_repr_BxD=jnp.asarray(u),
+    item_emb_NxD=ee,
+    target_B=jnp.asarray(y),
+    weights_B=jnp.asarray(w),
+    kind="bpr",
+    rng=rng,
+    num_negatives=k,
+  )[0]
   val, g = vg(f)(jnp.asarray(e))
   np.testing.assert_allclose(val, ref(e.astype(np.float64)), rtol=1e-5)
   np.testing.assert_allclose(g, num_grad(ref, e), atol=1e-4)
@@ -152,13 +174,14 @@ def test_transfer_rejects_unknown_kind_and_missing_rng():
 # ---------------------------------------------------------------------------------------------
 # knowledge_loss (L_k)
 
+
 def test_knowledge_loss_vs_numpy_with_unlabelled_tokens():
   rng = np.random.default_rng(4)
   logits = rng.normal(size=(2, 5, 4)).astype(np.float32)
   labels = rng.integers(0, 4, size=(2, 5))
   w = (rng.random((2, 5)) < 0.6).astype(np.float32)
   w[0, 0] = 1
-  labels = np.where(w > 0, labels, -1)   # unlabelled tokens carry −1
+  labels = np.where(w > 0, labels, -1)  # unlabelled tokens carry −1
 
   def ref(lg):
     z = lg.reshape(-1, 4)
@@ -166,8 +189,9 @@ def test_knowledge_loss_vs_numpy_with_unlabelled_tokens():
     nll = lse(z) - z[np.arange(len(lab)), np.maximum(lab, 0)]
     return (nll * ww).sum() / ww.sum()
 
-  f = lambda lg: losses.knowledge_loss(logits_BxLxK=lg, labels_BxL=jnp.asarray(labels),
-                                       weights_BxL=jnp.asarray(w))[0]
+  f = lambda lg: losses.knowledge_loss(
+    logits_BxLxK=lg, labels_BxL=jnp.asarray(labels), weights_BxL=jnp.asarray(w)
+  )[0]
   val, g = vg(f)(jnp.asarray(logits))
   np.testing.assert_allclose(val, ref(logits.astype(np.float64)), rtol=1e-5)
   np.testing.assert_allclose(g, num_grad(ref, logits), atol=1e-4)
@@ -176,18 +200,23 @@ def test_knowledge_loss_vs_numpy_with_unlabelled_tokens():
 # ---------------------------------------------------------------------------------------------
 # Alignment terms.
 
+
 def np_mmd(x, y, kernel, bw, unbiased=False):
   def k(a, b):
     if kernel == "linear":
       return a @ b.T
     d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
     return sum(np.exp(-d2 / (2 * s * s)) for s in bw)
+
   kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
   if not unbiased:
     return kxx.mean() + kyy.mean() - 2 * kxy.mean()
   n, m = len(x), len(y)
-  return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-          - 2 * kxy.mean())
+  return (
+    (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+    + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    - 2 * kxy.mean()
+  )
 
 
 @pytest.mark.parametrize("kernel,unbiased", [("rbf", False), ("rbf", True), ("linear", False)])
@@ -196,8 +225,9 @@ def test_mmd_value_and_grad_vs_numpy(kernel, unbiased):
   x = rng.normal(size=(5, 3)).astype(np.float32)
   y = (rng.normal(size=(4, 3)) + 0.5).astype(np.float32)
   bw = (0.5, 1.0, 2.0)
-  f = lambda xx: losses.mmd(x_NxD=xx, y_MxD=jnp.asarray(y), kernel=kernel, bandwidths=bw,
-                            unbiased=unbiased)
+  f = lambda xx: losses.mmd(
+    x_NxD=xx, y_MxD=jnp.asarray(y), kernel=kernel, bandwidths=bw, unbiased=unbiased
+  )
   val, g = vg(f)(jnp.asarray(x))
   ref = lambda xx: np_mmd(xx, y.astype(np.float64), kernel, bw, unbiased)
   np.testing.assert_allclose(val, ref(x.astype(np.float64)), rtol=1e-4, atol=1e-6)
@@ -210,8 +240,7 @@ def test_mmd_zero_for_identical_positive_for_shifted():
     assert abs(float(losses.mmd(x_NxD=x, y_MxD=x, kernel=kernel))) < 1e-5
     assert float(losses.mmd(x_NxD=x, y_MxD=x + 1.0, kernel=kernel)) > 0.1
   # linear MMD² is exactly the squared distance of the means.
-  np.testing.assert_allclose(losses.mmd(x_NxD=x, y_MxD=x + 1.0, kernel="linear"), 4.0,
-                             rtol=1e-4)
+  np.testing.assert_allclose(losses.mmd(x_NxD=x, y_MxD=x + 1.0, kernel="linear"), 4.0, rtol=1e-4)
 
 
 def np_coral(x, y):
@@ -254,8 +283,10 @@ def test_info_nce_equals_manual_cross_entropy():
   # Padded rows drop out as anchors and as negatives.
   w = np.array([1, 1, 1, 0, 0], np.float32)
   np.testing.assert_allclose(
-      losses.info_nce(a_BxD=a, b_BxD=b, temperature=tau, weights_B=w),
-      ref(a[:3].astype(np.float64), b[:3].astype(np.float64)), rtol=1e-5)
+    losses.info_nce(a_BxD=a, b_BxD=b, temperature=tau, weights_B=w),
+    ref(a[:3].astype(np.float64), b[:3].astype(np.float64)),
+    rtol=1e-5,
+  )
 
 
 def test_gradient_reversal_reverses_and_scales():
@@ -266,7 +297,8 @@ def test_gradient_reversal_reverses_and_scales():
   np.testing.assert_allclose(g, -0.7 * c, rtol=1e-6)
   # lam may be traced (a schedule under jit).
   g2 = jax.jit(jax.grad(lambda xx, lam: jnp.sum(c * losses.gradient_reversal(xx, lam))))(
-      x, jnp.float32(2.0))
+    x, jnp.float32(2.0)
+  )
   np.testing.assert_allclose(g2, -2.0 * c, rtol=1e-6)
 
 
@@ -276,19 +308,20 @@ def test_domain_adversarial_loss_trains_classifier_and_reverses_features():
   dom = jnp.asarray(np.array([0, 1, 0, 1, 1, 0]))
   wc = jnp.asarray(rng.normal(size=(3, 2)).astype(np.float32))
 
-  def plain(f, w):   # the classifier CE without reversal
+  def plain(f, w):  # the classifier CE without reversal
     z = f @ w
     return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(6), dom])
 
   def adv(f, w):
-    return losses.domain_adversarial_loss(features_NxD=f, domain_N=dom,
-                                          logits_fn=lambda h: h @ w, lam=0.5)[0]
+    return losses.domain_adversarial_loss(
+      features_NxD=f, domain_N=dom, logits_fn=lambda h: h @ w, lam=0.5
+    )[0]
 
   gf_p, gw_p = jax.jit(jax.grad(plain, argnums=(0, 1)))(feats, wc)
   gf_a, gw_a = jax.jit(jax.grad(adv, argnums=(0, 1)))(feats, wc)
   np.testing.assert_allclose(adv(feats, wc), plain(feats, wc), rtol=1e-6)
-  np.testing.assert_allclose(gw_a, gw_p, rtol=1e-5)          # classifier: ordinary descent
-  np.testing.assert_allclose(gf_a, -0.5 * gf_p, rtol=1e-5)   # features: reversed, scaled
+  np.testing.assert_allclose(gw_a, gw_p, rtol=1e-5)  # classifier: ordinary descent
+  np.testing.assert_allclose(gf_a, -0.5 * gf_p, rtol=1e-5)  # features: reversed, scaled
   loss, m = losses.domain_adversarial_loss(domain_N=dom, logits_NxK=feats @ wc)
   np.testing.assert_allclose(loss, plain(feats, wc), rtol=1e-6)
   assert 0.0 <= float(m["domain_accuracy"]) <= 1.0
@@ -319,15 +352,17 @@ def test_the_reports_alignment_numbers_are_the_training_terms_estimator():
   adaptor it is exactly the L_align value; linear MMD² is |mean x − mean y|² of the
   standardised views."""
   rng = np.random.default_rng(0)
-  views = {k: (rng.normal(size=(30, 4)) + (0.5 if k.startswith("target") else 0.0)
-               ).astype(np.float32)
-           for k in ("source_before", "target_before", "source_after", "target_after")}
+  views = {
+    k: (rng.normal(size=(30, 4)) + (0.5 if k.startswith("target") else 0.0)).astype(np.float32)
+    for k in ("source_before", "target_before", "source_after", "target_after")
+  }
   got = report.alignment_numbers(views)
-  term = losses.mmd(x_NxD=jnp.asarray(views["source_after"]),
-                    y_MxD=jnp.asarray(views["target_after"]), kernel="rbf")
+  term = losses.mmd(
+    x_NxD=jnp.asarray(views["source_after"]), y_MxD=jnp.asarray(views["target_after"]), kernel="rbf"
+  )
   assert got["mmd_rbf_after_raw"] == pytest.approx(float(term), rel=1e-6)
   s, t = views["source_before"], views["target_before"]
   scale = np.sqrt(np.mean(np.var(np.concatenate([s, t]), 0).sum()))
-  want = np.sum((s.mean(0) - t.mean(0)) ** 2) / scale ** 2
+  want = np.sum((s.mean(0) - t.mean(0)) ** 2) / scale**2
   assert got["mmd_linear_before"] == pytest.approx(want, rel=1e-4)
   assert got["mmd_rbf_before"] > 0 and got["mmd_rbf_after"] > 0

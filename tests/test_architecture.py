@@ -87,11 +87,14 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 def test_no_import_cycle_in_the_package():
   graph = import_graph()
-  assert "xdkt_jax.models.sasrec" in graph and graph["xdkt_jax.pipeline"]   # it read the code
+  assert "xdkt_jax.models.sasrec" in graph and graph["xdkt_jax.pipeline"]  # it read the code
   assert cycles(graph) == []
 
 
 def test_models_import_only_models_and_losses():
-  upward = {m: sorted(d for d in deps if not d.startswith(MODELS_MAY_IMPORT))
-            for m, deps in import_graph().items() if m.startswith("xdkt_jax.models")}
+  upward = {
+    m: sorted(d for d in deps if not d.startswith(MODELS_MAY_IMPORT))
+    for m, deps in import_graph().items()
+    if m.startswith("xdkt_jax.models")
+  }
   assert {m: d for m, d in upward.items() if d} == {}

@@ -21,15 +21,17 @@ def test_a_sealed_stage_verifies_and_names_what_broke(tmp_path):
   assert artifacts.is_done(d, "fp1") and not artifacts.is_done(d, "fp2")
   manifest = (d / artifacts.MANIFEST).read_text()
   assert "knowledge.npz" in manifest and "ckpt" not in manifest and "DONE" not in manifest
-  (d / "ckpt" / "5" / "blob").write_bytes(b"changed")          # not an output: ignored
+  (d / "ckpt" / "5" / "blob").write_bytes(b"changed")  # not an output: ignored
   assert artifacts.problem(d) is None
   data = (d / "knowledge.npz").read_bytes()
-  (d / "knowledge.npz").write_bytes(data[:len(data) // 2])      # truncated
+  (d / "knowledge.npz").write_bytes(data[: len(data) // 2])  # truncated
   logs = []
   assert not artifacts.is_done(d, "fp1", logs.append, "extract")
-  assert logs == [f"extract: {d / 'knowledge.npz'} is damaged (its size or checksum differs "
-                  "from MANIFEST.json); redoing it"]
-  assert not (d / "DONE").exists()                              # reopened for the redo
+  assert logs == [
+    f"extract: {d / 'knowledge.npz'} is damaged (its size or checksum differs "
+    "from MANIFEST.json); redoing it"
+  ]
+  assert not (d / "DONE").exists()  # reopened for the redo
 
 
 def test_a_missing_output_and_a_stage_sealed_before_manifests(tmp_path):
@@ -38,7 +40,7 @@ def test_a_missing_output_and_a_stage_sealed_before_manifests(tmp_path):
   assert artifacts.problem(d) == f"{d / 'metrics.json'} is missing"
   (d / artifacts.MANIFEST).unlink()
   (d / "DONE").write_text("fp1")
-  assert artifacts.is_done(d, "fp1")      # nothing to check: reused as before
+  assert artifacts.is_done(d, "fp1")  # nothing to check: reused as before
 
 
 def test_read_or_none_names_an_unreadable_cache(tmp_path):

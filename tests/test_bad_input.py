@@ -21,8 +21,12 @@ ITEM = "item_id:token\ttitle:token_seq\n"
 _write = write_file
 
 
-def _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu2\ti2\t2\n",
-             item=ITEM + "i1\tred pen\ni2\tblue ink\n", name="Art"):
+def _recbole(
+  tmp_path,
+  inter=INTER + "u1\ti1\t1\nu2\ti2\t2\n",
+  item=ITEM + "i1\tred pen\ni2\tblue ink\n",
+  name="Art",
+):
   _write(tmp_path / f"{name}.inter", inter)
   if item is not None:
     _write(tmp_path / f"{name}.item", item)
@@ -50,6 +54,7 @@ def _unisrec(tmp_path, test_lines="0\t0 1\t2\n1\t1\t2\n"):
 
 
 # --- files and folders -----------------------------------------------------------------------
+
 
 def test_missing_folder(tmp_path):
   msg = _error("recbole", tmp_path / "nowhere")
@@ -91,6 +96,7 @@ def test_bad_on_unknown_item_value(tmp_path):
 
 # --- headers ---------------------------------------------------------------------------------
 
+
 def test_missing_header(tmp_path):
   d = _recbole(tmp_path, inter="u1\ti1\t1\nu2\ti2\t2\n")
   msg = _error("recbole", d)
@@ -116,6 +122,7 @@ def test_missing_required_column(tmp_path):
 
 
 # --- values ----------------------------------------------------------------------------------
+
 
 def test_non_numeric_timestamp(tmp_path):
   d = _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu2\ti2\tyesterday\n")
@@ -198,17 +205,27 @@ def test_duplicate_user_in_users_tsv(tmp_path):
 
 # --- gzip --------------------------------------------------------------------------------------
 
+
 def _reviews(n):
-  return "".join(json.dumps({"reviewerID": f"U{i % 50}", "asin": f"B{i % 300:04d}",
-                             "overall": 5.0, "unixReviewTime": 1_400_000_000 + i,
-                             "reviewText": f"review number {i} " * 5}) + "\n"
-                 for i in range(n))
+  return "".join(
+    json.dumps(
+      {
+        "reviewerID": f"U{i % 50}",
+        "asin": f"B{i % 300:04d}",
+        "overall": 5.0,
+        "unixReviewTime": 1_400_000_000 + i,
+        "reviewText": f"review number {i} " * 5,
+      }
+    )
+    + "\n"
+    for i in range(n)
+  )
 
 
 def test_truncated_gzip(tmp_path):
   p = _write(tmp_path / "reviews_Toys.json.gz", _reviews(3000), gz=True)
   data = p.read_bytes()
-  p.write_bytes(data[:len(data) // 2])
+  p.write_bytes(data[: len(data) // 2])
   msg = _error("amazon", tmp_path)
   assert "reviews_Toys.json.gz:" in msg and "truncated gzip" in msg
   line = int(msg.split("reviews_Toys.json.gz:")[1].split(":")[0])
@@ -235,6 +252,7 @@ def test_invalid_utf8_inside_gzip(tmp_path):
 
 
 # --- Amazon JSON -----------------------------------------------------------------------------
+
 
 def test_malformed_json_line(tmp_path):
   lines = _reviews(3).splitlines()
@@ -274,6 +292,7 @@ def test_meta_missing_asin(tmp_path):
 
 # --- UniSRec ---------------------------------------------------------------------------------
 
+
 def test_unisrec_target_out_of_range(tmp_path):
   d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n1\t1\t7\n")
   msg = _error("unisrec", d)
@@ -290,7 +309,8 @@ def test_unisrec_non_integer_index(tmp_path):
   d = _unisrec(tmp_path)
   _write(d / "Sci.item2index", "B01\t0\nB02\tone\nB03\t2\n")
   assert "Sci.item2index:2: field 'item_id index': not an integer index: 'one'" in _error(
-      "unisrec", d)
+    "unisrec", d
+  )
 
 
 def test_unisrec_text_names_unknown_item(tmp_path):
@@ -309,6 +329,7 @@ def test_unisrec_user_twice_in_test(tmp_path):
 
 # --- data contracts (issue: nothing lost, nothing cryptic) -----------------------------------
 
+
 def test_users_tsv_labels_are_normalised_and_counted_or_refused(tmp_path):
   d = _recbole(tmp_path, inter=INTER + "u1\ti1\t1\nu2\ti2\t2\nu3\ti1\t3\n")
   _write(d / "users.tsv", "user_id\tsplit\nu1\tTest\nu2\tvalid \n")
@@ -316,8 +337,7 @@ def test_users_tsv_labels_are_normalised_and_counted_or_refused(tmp_path):
   assert ds.user_split.tolist() == ["test", "valid", ""]
   assert ds.log.notes["users.tsv"] == {"labels_normalised": 2, "users_without_label": 1}
   _write(d / "users.tsv", "user_id\tsplit\nu1\ttest\nu2\tvalidation\n")
-  assert ("users.tsv:3: field 'split': unknown split label 'validation'"
-          in _error("recbole", d))
+  assert "users.tsv:3: field 'split': unknown split label 'validation'" in _error("recbole", d)
 
 
 def test_a_repeated_header_line_is_refused(tmp_path):
@@ -334,12 +354,19 @@ def test_deeply_nested_or_huge_json_is_one_line(tmp_path):
   recs = _reviews(2).splitlines()
   deep = json.loads(recs[1])
   deep["reviewText"] = "[" * 100_000 + "]" * 100_000
-  _write(tmp_path / "Toys.json", recs[0] + "\n" + json.dumps(deep).replace(
-      json.dumps(deep["reviewText"]), deep["reviewText"]) + "\n")
+  _write(
+    tmp_path / "Toys.json",
+    recs[0]
+    + "\n"
+    + json.dumps(deep).replace(json.dumps(deep["reviewText"]), deep["reviewText"])
+    + "\n",
+  )
   assert "Toys.json:2: the JSON is nested too deeply to read" in _error("amazon", tmp_path)
   huge = json.loads(recs[1])
-  _write(tmp_path / "Toys.json", recs[0] + "\n" + json.dumps(huge).replace(
-      '"overall": 5.0', '"overall": ' + "9" * 5000) + "\n")
+  _write(
+    tmp_path / "Toys.json",
+    recs[0] + "\n" + json.dumps(huge).replace('"overall": 5.0', '"overall": ' + "9" * 5000) + "\n",
+  )
   msg = _error("amazon", tmp_path)
   assert "Toys.json:2: unreadable JSON value" in msg
 
@@ -354,12 +381,14 @@ def test_cr_only_line_breaks_and_a_dangling_link(tmp_path):
 
 
 def test_unisrec_files_that_disagree_on_users(tmp_path):
-  d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n")       # user 1 valid, but no test line
+  d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n")  # user 1 valid, but no test line
   msg = _error("unisrec", d)
   assert "Sci.valid.inter:3: field 'user_id': user 1 has no line in Sci.test.inter" in msg
 
 
 def test_unisrec_index_past_64_bits_names_its_line(tmp_path):
   d = _unisrec(tmp_path, test_lines="0\t0 1\t2\n1\t1\t" + "9" * 30 + "\n")
-  assert "Sci.test.inter:3: field 'item_id': integer index 99999999999999999999… is past the " \
-         "64-bit range" in _error("unisrec", d)
+  assert (
+    "Sci.test.inter:3: field 'item_id': integer index 99999999999999999999… is past the "
+    "64-bit range" in _error("unisrec", d)
+  )

@@ -30,14 +30,17 @@ def brute_force_ranks(scores_BxN, batch) -> np.ndarray:
   r, c = np.nonzero(m)[0], np.asarray(batch["hist"])[m]
   s[r, c] = -np.inf
   seen_t = np.isneginf(s[np.arange(len(t)), t])
-  ranks = (s >= ts[:, None]).sum(1)     # counts the target itself once: that is the +1
+  ranks = (s >= ts[:, None]).sum(1)  # counts the target itself once: that is the +1
   return np.where(seen_t, s.shape[1] + 1, ranks)
 
 
 def metrics_at(ranks, k=10) -> dict:
   ranks = np.asarray(ranks)
-  return {"ndcg": float(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0).mean()),
-          "recall": float((ranks <= k).mean()), "mean_rank": float(ranks.mean())}
+  return {
+    "ndcg": float(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0).mean()),
+    "recall": float((ranks <= k).mean()),
+    "mean_rank": float(ranks.mean()),
+  }
 
 
 def _split(ds, protocol, k):
@@ -74,8 +77,11 @@ def _fit(world, split, name, **cfg):
 
 
 def test_brute_force_ranks_is_pessimistic_and_skips_history():
-  batch = {"target": np.array([2, 0]), "hist": np.array([[1, 0], [0, 0]]),
-           "hist_mask": np.array([[1, 0], [1, 0]])}
+  batch = {
+    "target": np.array([2, 0]),
+    "hist": np.array([[1, 0], [0, 0]]),
+    "hist_mask": np.array([[1, 0], [1, 0]]),
+  }
   s = np.array([[5.0, 9.0, 5.0, 5.0], [1.0, 1.0, 1.0, 0.0]])
   # row 0: item 1 is history (excluded); items 0 and 3 tie with the target → rank 3.
   # row 1: the target is item 0 and also in history: excluded with it → a miss, rank N + 1.
@@ -96,8 +102,9 @@ def test_fit_score_shape_and_no_eval_pair_in_training(world, cold1, name):
   # Exactly the split's training pairs, nothing more.
   d = world.domains[TARGET]
   rows = split.train_rows[TARGET]
-  assert tm.nnz == len(np.unique(d.inter.user[rows].astype(np.int64) * d.n_items
-                                 + d.inter.item[rows]))
+  assert tm.nnz == len(
+    np.unique(d.inter.user[rows].astype(np.int64) * d.n_items + d.inter.item[rows])
+  )
 
 
 def _blinded(ds, split, seed=123):
@@ -151,8 +158,10 @@ def test_beats_random_on_warm_users(world, warm, name):
 
 def test_collaborative_baselines_beat_pop_on_warm_users(world, warm):
   split, batch = warm
-  ndcg = {n: metrics_at(brute_force_ranks(_fit(world, split, n).score(batch), batch))["ndcg"]
-          for n in ("pop", "itemknn", "userknn", "bpr_mf")}
+  ndcg = {
+    n: metrics_at(brute_force_ranks(_fit(world, split, n).score(batch), batch))["ndcg"]
+    for n in ("pop", "itemknn", "userknn", "bpr_mf")
+  }
   for n in ("itemknn", "userknn"):
     assert ndcg[n] > ndcg["pop"], ndcg
 
@@ -163,8 +172,10 @@ def test_transfer_beats_target_only_for_zero_shot_users(world):
   split = _split(world, "cold_start", 0)
   batch = _batch(world, split, ("valid", "test"))
   assert not batch["hist_mask"].any() and batch["src_mask"].any(1).all()
-  m = {n: metrics_at(brute_force_ranks(_fit(world, split, n).score(batch), batch))
-       for n in ("pop", "bpr_mf", "emcdr", "cmf")}
+  m = {
+    n: metrics_at(brute_force_ranks(_fit(world, split, n).score(batch), batch))
+    for n in ("pop", "bpr_mf", "emcdr", "cmf")
+  }
   for t in ("emcdr", "cmf"):
     for base in ("pop", "bpr_mf"):
       assert m[t]["ndcg"] > 1.2 * m[base]["ndcg"], m
@@ -199,7 +210,7 @@ def test_userknn_finds_neighbours_from_source_alone(world, cold1):
   b["hist_mask"][:] = 0
   with_src = _fit(world, split, "userknn").score(b)
   no_src = _fit(world, split, "userknn", use_source=False).score(b)
-  assert (with_src.max(1) > 1e-3).all()           # real neighbour mass, not the tie-break
+  assert (with_src.max(1) > 1e-3).all()  # real neighbour mass, not the tie-break
   assert (no_src.max(1) <= common.TIE_EPS).all()  # target-only: nothing to go on
 
 
@@ -218,13 +229,19 @@ def test_mf_fold_in_for_users_without_training_rows(world, cold1):
 
 def test_bpr_loss_matches_numpy():
   rng = np.random.default_rng(0)
-  p = {"user": rng.normal(size=(4, 3)).astype(np.float32),
-       "item": rng.normal(size=(5, 3)).astype(np.float32),
-       "bias": rng.normal(size=5).astype(np.float32)}
-  u, i, j, w = np.array([0, 1, 3]), np.array([1, 2, 4]), np.array([0, 0, 3]), np.array([1., 2., .5])
+  p = {
+    "user": rng.normal(size=(4, 3)).astype(np.float32),
+    "item": rng.normal(size=(5, 3)).astype(np.float32),
+    "bias": rng.normal(size=5).astype(np.float32),
+  }
+  u, i, j, w = (
+    np.array([0, 1, 3]),
+    np.array([1, 2, 4]),
+    np.array([0, 0, 3]),
+    np.array([1.0, 2.0, 0.5]),
+  )
   x = (p["user"][u] * (p["item"][i] - p["item"][j])).sum(1) + p["bias"][i] - p["bias"][j]
-  reg = 0.1 * ((p["user"][u] ** 2).sum(1) + (p["item"][i] ** 2).sum(1)
-               + (p["item"][j] ** 2).sum(1))
+  reg = 0.1 * ((p["user"][u] ** 2).sum(1) + (p["item"][i] ** 2).sum(1) + (p["item"][j] ** 2).sum(1))
   ref = (w * (np.log1p(np.exp(-x)) + reg)).sum() / w.sum()
   np.testing.assert_allclose(float(mf.bpr_loss(p, u, i, j, w, l2=0.1)), ref, rtol=1e-5)
 
@@ -246,15 +263,16 @@ def test_tfidf_shares_one_space_across_domains(world):
   cat = lambda d: np.array([c.split(" > ")[1] for c in world.domains[d].items.text["categories"]])
   cb, cm = cat("Books"), cat("Movies")
   sim = movies[:200] @ books.T
-  same = (cm[:200, None] == cb[None, :])
+  same = cm[:200, None] == cb[None, :]
   assert (sim * same).sum() / same.sum() > 2 * (sim * ~same).sum() / (~same).sum()
 
 
 def test_text_knn_accepts_item_vectors_and_checks_shapes(world, cold1):
   split, batch = cold1
   rng = np.random.default_rng(0)
-  vecs = {d: rng.normal(size=(world.domains[d].n_items, 16)).astype(np.float32)
-          for d in world.domains}
+  vecs = {
+    d: rng.normal(size=(world.domains[d].n_items, 16)).astype(np.float32) for d in world.domains
+  }
   model = baselines.fit("text_knn", world, split, target=TARGET, item_vectors=vecs)
   assert model.score(batch).shape == (len(batch["user"]), world.domains[TARGET].n_items)
   bad = dict(vecs, Movies=vecs["Movies"][:-1])
@@ -273,6 +291,7 @@ def test_protocols_without_the_needed_data_fail_clearly(world):
     with pytest.raises(ValueError, match="no training rows"):
       baselines.fit(name, world, new_domain, target=TARGET)
   batch = _batch(world, new_domain)
-  ranks = brute_force_ranks(baselines.fit("text_knn", world, new_domain,
-                                          target=TARGET).score(batch), batch)
-  assert ranks.mean() < world.domains[TARGET].n_items / 2   # text alone still transfers
+  ranks = brute_force_ranks(
+    baselines.fit("text_knn", world, new_domain, target=TARGET).score(batch), batch
+  )
+  assert ranks.mean() < world.domains[TARGET].n_items / 2  # text alone still transfers

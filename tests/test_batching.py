@@ -61,8 +61,9 @@ def test_resume_from_step_matches_straight_run():
 
 def test_host_slices_partition_the_global_batch():
   n_proc = 4
-  hosts = [Batcher(arrays(), 12, seed=0, process_index=i, process_count=n_proc)
-           for i in range(n_proc)]
+  hosts = [
+    Batcher(arrays(), 12, seed=0, process_index=i, process_count=n_proc) for i in range(n_proc)
+  ]
   full = Batcher(arrays(), 12, seed=0, process_index=0, process_count=1)
   for s in (0, 7):
     joined = np.concatenate([h.batch_at(s)["x"] for h in hosts])
@@ -71,8 +72,7 @@ def test_host_slices_partition_the_global_batch():
 
 
 def test_padded_last_batch_has_fixed_shape_and_mask():
-  b = Batcher(arrays(10), 4, shuffle=False, drop_remainder=False, process_index=0,
-              process_count=1)
+  b = Batcher(arrays(10), 4, shuffle=False, drop_remainder=False, process_index=0, process_count=1)
   assert b.steps_per_epoch == 3
   last = b.batch_at(2)
   assert last["x"].shape == (4,) and last["example_mask"].tolist() == [True, True, False, False]
@@ -107,8 +107,9 @@ def test_global_arrays_on_fake_devices():
     assert [s[1] for s in shards] == [(2, 2)] * 4, shards
     print("OK")
   """)
-  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                     timeout=120)
+  r = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+  )
   assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-2000:]
 
 
@@ -143,18 +144,26 @@ def test_two_real_processes_each_read_their_slice():
   global batch, the halves are disjoint and make up the one-process batch, and a jitted
   reduction over the assembled global array sees all of it on both."""
   import socket  # pylint: disable=import-outside-toplevel
+
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = str(s.getsockname()[1])
-  procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(i), port], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _WORKER, str(i), port],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   results = []
   for p in procs:
     out, err = p.communicate(timeout=180)
     line = [x for x in out.splitlines() if x.startswith("RESULT ")]
     assert p.returncode == 0 and line, err[-2000:]
-    results.append(json.loads(line[0][len("RESULT "):]))
+    results.append(json.loads(line[0][len("RESULT ") :]))
   arr = {"x": np.arange(64, dtype=np.float32).reshape(32, 2)}
   full = Batcher(arr, 8, seed=0, process_index=0, process_count=1)
   assert sorted(r["process"] for r in results) == [0, 1]

@@ -20,17 +20,25 @@ def test_auto_is_none_on_a_shipped_split_and_all_otherwise():
   assert C.resolve("recbole_cf", "auto", target_has_given_split=True).exclude_history == "all"
 
 
-@pytest.mark.parametrize("conv, excl, words", [
-    ("recbole_seq", "all", "is another convention"), ("recbole_cf", "none", "another"),
-    ("mine", "auto", "convention must be one of"), ("xdkt", "history", "exclude_history")])
+@pytest.mark.parametrize(
+  "conv, excl, words",
+  [
+    ("recbole_seq", "all", "is another convention"),
+    ("recbole_cf", "none", "another"),
+    ("mine", "auto", "convention must be one of"),
+    ("xdkt", "history", "exclude_history"),
+  ],
+)
 def test_bad_or_contradictory_settings_are_refused(conv, excl, words):
   with pytest.raises(ValueError, match=words):
     C.resolve(conv, excl, target_has_given_split=False)
 
 
 def _lists(arrays):
-  return [sorted(arrays["exclude_items"][j][arrays["exclude_mask"][j] > 0].tolist())
-          for j in range(len(arrays["target"]))]
+  return [
+    sorted(arrays["exclude_items"][j][arrays["exclude_mask"][j] > 0].tolist())
+    for j in range(len(arrays["target"]))
+  ]
 
 
 def test_exclusion_lists_follow_the_rule():
@@ -38,13 +46,14 @@ def test_exclusion_lists_follow_the_rule():
   sp = P.make_split(ds, cfg("in_domain"))
   te = sp.eval["T"]["test"]
   items = ds.domains["T"].inter.item
-  by_rule = {r: _lists(inputs.eval_arrays(ds, sp, "T", "test", exclude_history=r))
-             for r in C.EXCLUDE_RULES}
+  by_rule = {
+    r: _lists(inputs.eval_arrays(ds, sp, "T", "test", exclude_history=r)) for r in C.EXCLUDE_RULES
+  }
   for j in range(len(te)):
     rows = target_rows_of(ds, te.user[j])
     assert by_rule["none"][j] == []
-    assert by_rule["train"][j] == sorted(items[rows[:-2]].tolist())   # not the valid item
-    assert by_rule["all"][j] == sorted(items[rows[:-1]].tolist())     # the whole input
+    assert by_rule["train"][j] == sorted(items[rows[:-2]].tolist())  # not the valid item
+    assert by_rule["all"][j] == sorted(items[rows[:-1]].tolist())  # the whole input
 
 
 @pytest.mark.parametrize("rule", C.EXCLUDE_RULES)
@@ -80,7 +89,7 @@ def test_a_repeat_target_under_each_rule():
   d = ds.domains["T"]
   u0 = int(np.unique(d.inter.user)[0])
   rows = target_rows_of(ds, u0)
-  d.inter.item[rows[-1]] = d.inter.item[rows[0]]      # user 0's test target: a repeat
+  d.inter.item[rows[-1]] = d.inter.item[rows[0]]  # user 0's test target: a repeat
   gs = d.given_split.parts["test"]
   tgt = gs[3].copy()
   tgt[0] = d.inter.item[rows[0]]
@@ -88,11 +97,19 @@ def test_a_repeat_target_under_each_rule():
   sp = P.make_split(ds, cfg("in_domain"))
   assert sp.info["T/test/given_split_repeat_targets"] == 1
   n_items = d.n_items
-  best = lambda batch: np.where(np.arange(n_items)[None, :] == batch["target"][:, None], 1.0,
-                                0.0).astype(np.float32)          # an oracle scorer
-  rank = {r: E.evaluate(score_fn=best, arrays=inputs.eval_arrays(
-      ds, sp, "T", "test", exclude_history=r), n_items=n_items, batch_size=8,
-      ks=(10,)).per_example["rank"][0] for r in ("none", "all")}
+  best = lambda batch: np.where(
+    np.arange(n_items)[None, :] == batch["target"][:, None], 1.0, 0.0
+  ).astype(np.float32)  # an oracle scorer
+  rank = {
+    r: E.evaluate(
+      score_fn=best,
+      arrays=inputs.eval_arrays(ds, sp, "T", "test", exclude_history=r),
+      n_items=n_items,
+      batch_size=8,
+      ks=(10,),
+    ).per_example["rank"][0]
+    for r in ("none", "all")
+  }
   assert rank["none"] == 0 and rank["all"] == n_items
   rule = C.EvalRule("recbole_cf", "all")
   with pytest.raises(ValueError, match="depends on the label"):

@@ -21,8 +21,7 @@ def _batch(cfg, batch=3, length=10, seed=0):
 
 
 def _encode(cfg, params, ids, mask, **kw):
-  return LanguageModel(cfg).apply({"params": params}, ids, mask,
-                                  method=LanguageModel.encode, **kw)
+  return LanguageModel(cfg).apply({"params": params}, ids, mask, method=LanguageModel.encode, **kw)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -51,7 +50,8 @@ def test_padding_invariance(model, mode):
   # ...and whatever sits in the pad slots is ignored.
   junk = jnp.where(pad(mask) == 1, pad(ids), 7)
   np.testing.assert_allclose(
-      pool(_encode(cfg, params, junk, pad(mask)), pad(mask), mode), short, atol=1e-5)
+    pool(_encode(cfg, params, junk, pad(mask)), pad(mask), mode), short, atol=1e-5
+  )
 
 
 def test_causal_mask():
@@ -69,9 +69,10 @@ def test_causal_mask():
 
 def test_pool_modes():
   hidden = jnp.arange(2 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 3)
-  mask = jnp.array([[1, 1, 0, 0], [0, 1, 1, 1]])     # right- and left-padded rows
-  np.testing.assert_allclose(pool(hidden, mask, "mean"),
-                             [hidden[0, :2].mean(0), hidden[1, 1:].mean(0)])
+  mask = jnp.array([[1, 1, 0, 0], [0, 1, 1, 1]])  # right- and left-padded rows
+  np.testing.assert_allclose(
+    pool(hidden, mask, "mean"), [hidden[0, :2].mean(0), hidden[1, 1:].mean(0)]
+  )
   np.testing.assert_allclose(pool(hidden, mask, "cls"), hidden[:, 0])
   np.testing.assert_allclose(pool(hidden, mask, "last"), [hidden[0, 1], hidden[1, 3]])
   with pytest.raises(ValueError, match="pool mode"):
@@ -100,10 +101,12 @@ def test_logical_axes(family):
   shapes = jax.tree.map(jnp.shape, init_params(cfg, jax.random.key(0)))
   # Same tree, and one name (or None) per dimension of every param.
   flat_axes = jax.tree.leaves(axes, is_leaf=lambda x: isinstance(x, P))
-  assert jax.tree.structure(shapes, is_leaf=lambda x: isinstance(x, tuple)) == \
-      jax.tree.structure(axes, is_leaf=lambda x: isinstance(x, P))
-  for spec, shape in zip(flat_axes, jax.tree.leaves(shapes,
-                                                     is_leaf=lambda x: isinstance(x, tuple))):
+  assert jax.tree.structure(shapes, is_leaf=lambda x: isinstance(x, tuple)) == jax.tree.structure(
+    axes, is_leaf=lambda x: isinstance(x, P)
+  )
+  for spec, shape in zip(
+    flat_axes, jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple))
+  ):
     assert len(spec) == len(shape)
   enc = axes["encoder"]
   assert enc["token_embed"]["embedding"] == P("vocab", "embed")
@@ -121,18 +124,30 @@ def test_runs_under_mesh_and_rules():
   """Logical constraints resolve on a real (1-device) mesh with the house rules."""
   cfg = EncoderConfig.tiny("bert")
   mesh = jax.make_mesh((1, 1), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-  rules = (("batch", "data"), ("vocab", "model"), ("heads", "model"), ("mlp", "model"),
-           ("embed", None), ("length", None), ("kv", None), ("pos", None))
+  rules = (
+    ("batch", "data"),
+    ("vocab", "model"),
+    ("heads", "model"),
+    ("mlp", "model"),
+    ("embed", None),
+    ("length", None),
+    ("kv", None),
+    ("pos", None),
+  )
   params = init_params(cfg, jax.random.key(0))
   ids, mask = _batch(cfg)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     # Sharded init the house way: boxed params, shardings from their logical names.
     boxed = jax.jit(lambda r: LanguageModel(cfg).init(r, ids, mask))(jax.random.key(0))
     assert nn.get_partition_spec(boxed)["params"]["encoder"]["layers_0"]["attn"]["query"][
-        "kernel"] == P("embed", "heads", "kv")
+      "kernel"
+    ] == P("embed", "heads", "kv")
     out = jax.jit(lambda p, i, m: _encode(cfg, p, i, m))(params, ids, mask)
-  np.testing.assert_allclose(nn.meta.unbox(boxed["params"])["encoder"]["token_embed"][
-      "embedding"], params["encoder"]["token_embed"]["embedding"], rtol=1e-6)
+  np.testing.assert_allclose(
+    nn.meta.unbox(boxed["params"])["encoder"]["token_embed"]["embedding"],
+    params["encoder"]["token_embed"]["embedding"],
+    rtol=1e-6,
+  )
   np.testing.assert_allclose(out, _encode(cfg, params, ids, mask), atol=1e-5)
 
 
@@ -142,8 +157,9 @@ def test_dropout_only_when_not_deterministic():
   ids, mask = _batch(cfg)
   a = _encode(cfg, params, ids, mask)
   np.testing.assert_array_equal(a, _encode(cfg, params, ids, mask))
-  train = lambda seed: _encode(cfg, params, ids, mask, deterministic=False,
-                               rngs={"dropout": jax.random.key(seed)})
+  train = lambda seed: _encode(
+    cfg, params, ids, mask, deterministic=False, rngs={"dropout": jax.random.key(seed)}
+  )
   assert not np.allclose(train(0), a) and not np.allclose(train(0), train(1))
   np.testing.assert_array_equal(train(3), train(3))
 

@@ -43,7 +43,7 @@ def _write_hf_folder(folder, config_json: str, tensors: dict):
 
 def _hf_tensors(tiny_ref, family):
   prefix = f"{family}::w::"
-  return {k[len(prefix):]: v for k, v in tiny_ref.items() if k.startswith(prefix)}
+  return {k[len(prefix) :]: v for k, v in tiny_ref.items() if k.startswith(prefix)}
 
 
 def _tree_equal(a, b):
@@ -56,15 +56,19 @@ def _tree_equal(a, b):
 
 # ---- MiniLM parity against transformers.BertModel ------------------------------------------
 
+
 def test_minilm_mean_pooled_parity(minilm_ref):
   cfg, params, report = hw.load_pretrained_with_report("minilm")
   assert cfg.family == "bert" and cfg.hidden_size == 384 and cfg.num_layers == 6
-  assert not report.unused                      # the body is fully used...
-  assert all(p.startswith("lm_head/") for p in report.initialized)   # ...no MLM head in file
+  assert not report.unused  # the body is fully used...
+  assert all(p.startswith("lm_head/") for p in report.initialized)  # ...no MLM head in file
   ids, mask = minilm_ref["input_ids"], minilm_ref["attention_mask"]
-  assert (mask.sum(1) == int(minilm_ref["max_len"])).any()   # truncation is exercised
-  encode = jax.jit(lambda p, i, m: pool(
-      LanguageModel(cfg).apply({"params": p}, i, m, method=LanguageModel.encode), m, "mean"))
+  assert (mask.sum(1) == int(minilm_ref["max_len"])).any()  # truncation is exercised
+  encode = jax.jit(
+    lambda p, i, m: pool(
+      LanguageModel(cfg).apply({"params": p}, i, m, method=LanguageModel.encode), m, "mean"
+    )
+  )
   ours = np.asarray(encode(params, ids, mask))
   diff = np.abs(ours - minilm_ref["embeddings"]).max()
   print(f"MiniLM mean-pooled max |diff| vs torch over {len(ids)} texts: {diff:.3e}")
@@ -72,28 +76,36 @@ def test_minilm_mean_pooled_parity(minilm_ref):
 
 
 def test_minilm_tokenizer_reproduces_ids(minilm_ref):
-  import transformers   # tokenizer only; transformers 5 has no Flax models
+  import transformers  # tokenizer only; transformers 5 has no Flax models
+
   tok = transformers.AutoTokenizer.from_pretrained(hw.resolve_init_from("minilm"))
   texts = [str(t) for t in minilm_ref["texts"]]
-  batch = tok(texts, max_length=int(minilm_ref["max_len"]), truncation=True,
-              padding="longest", return_tensors="np")
+  batch = tok(
+    texts,
+    max_length=int(minilm_ref["max_len"]),
+    truncation=True,
+    padding="longest",
+    return_tensors="np",
+  )
   np.testing.assert_array_equal(batch["input_ids"], minilm_ref["input_ids"])
   np.testing.assert_array_equal(batch["attention_mask"], minilm_ref["attention_mask"])
 
 
 # ---- tiny random BertForMaskedLM / GPT2LMHeadModel ---------------------------------------
 
+
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_tiny_logits_match_transformers(tmp_path, tiny_ref, family):
   """Full LM logits (MLM head / tied lm_head included) from HF's own saved files."""
-  folder = _write_hf_folder(tmp_path / family, str(tiny_ref[f"{family}::config_json"]),
-                            _hf_tensors(tiny_ref, family))
+  folder = _write_hf_folder(
+    tmp_path / family, str(tiny_ref[f"{family}::config_json"]), _hf_tensors(tiny_ref, family)
+  )
   cfg, params, report = hw.load_pretrained_with_report(folder)
   assert cfg.family == family and not report.initialized and not report.unused
   ids, mask = tiny_ref["input_ids"], tiny_ref["attention_mask"]
   logits = np.asarray(LanguageModel(cfg).apply({"params": params}, ids, mask))
   ref = tiny_ref[f"{family}::logits"]
-  real = mask.astype(bool)          # pad positions' outputs are nobody's business
+  real = mask.astype(bool)  # pad positions' outputs are nobody's business
   diff = np.abs(logits[real] - ref[real]).max()
   print(f"tiny {family} logits max |diff| vs torch: {diff:.3e}")
   assert diff < PARITY_ATOL
@@ -130,17 +142,22 @@ def test_gpt2_from_random_saved_folder(tmp_path):
   params = init_params(cfg, jax.random.key(4))
   hw.save_pretrained(str(tmp_path / "lm"), cfg, params)
   # GPT2Model layout: no "transformer." prefix, plus the old causal-mask buffers.
-  tensors = {k.removeprefix("transformer."): v
-             for k, v in load_file(str(tmp_path / "lm" / "model.safetensors")).items()}
+  tensors = {
+    k.removeprefix("transformer."): v
+    for k, v in load_file(str(tmp_path / "lm" / "model.safetensors")).items()
+  }
   tensors["h.0.attn.bias"] = np.tril(np.ones((1, 1, 32, 32), np.float32))
-  folder = _write_hf_folder(tmp_path / "base", open(tmp_path / "lm" / "config.json").read(),
-                            tensors)
+  folder = _write_hf_folder(
+    tmp_path / "base", open(tmp_path / "lm" / "config.json").read(), tensors
+  )
   cfg2, params2, report = hw.load_pretrained_with_report(folder)
   assert cfg2 == cfg and not report.unused and report.ignored == ["transformer.h.0.attn.bias"]
   _tree_equal(params, params2)
   ids = jnp.array([[5, 6, 7, 8]])
-  np.testing.assert_array_equal(LanguageModel(cfg).apply({"params": params}, ids),
-                                LanguageModel(cfg2).apply({"params": params2}, ids))
+  np.testing.assert_array_equal(
+    LanguageModel(cfg).apply({"params": params}, ids),
+    LanguageModel(cfg2).apply({"params": params2}, ids),
+  )
 
 
 def test_bert_model_layout_without_head(tmp_path, tiny_ref, caplog):
@@ -157,11 +174,13 @@ def test_bert_model_layout_without_head(tmp_path, tiny_ref, caplog):
   _tree_equal(params["encoder"], full["encoder"])
   _, _, report = hw.load_pretrained_with_report(folder)
   assert sorted(report.initialized) == sorted(
-      "lm_head/" + "/".join(p) for p in traverse_util.flatten_dict(full["lm_head"]))
+    "lm_head/" + "/".join(p) for p in traverse_util.flatten_dict(full["lm_head"])
+  )
   assert report.ignored == ["bert.pooler.dense.weight"]
 
 
 # ---- errors ------------------------------------------------------------------------------
+
 
 def test_resolve_errors(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match="does not exist"):

@@ -16,30 +16,44 @@ from xdkt_jax.models.encoder import init_params
 from xdkt_jax.models.encoder_config import EncoderConfig
 
 ITEMS = {
-  "Art": [("rugged outdoorsy trail frame", "arts > outdoorsy > frames", "acme"),
-          ("acme watercolor paper pad", "arts > paper", "acme"),
-          ("sketch pencils", "arts > pencils", "staedtler")],
-  "Office": [("acme printer paper ream", "office > paper", "acme"),
-             ("outdoorsy clipboard", "office > outdoorsy > clipboards", "trailco"),
-             ("staedtler pencils hb", "office > pencils", "staedtler")],
+  "Art": [
+    ("rugged outdoorsy trail frame", "arts > outdoorsy > frames", "acme"),
+    ("acme watercolor paper pad", "arts > paper", "acme"),
+    ("sketch pencils", "arts > pencils", "staedtler"),
+  ],
+  "Office": [
+    ("acme printer paper ream", "office > paper", "acme"),
+    ("outdoorsy clipboard", "office > outdoorsy > clipboards", "trailco"),
+    ("staedtler pencils hb", "office > pencils", "staedtler"),
+  ],
 }
 
 
 def hand_dataset():
-  spec = {"Art": [("u0", 0, 1), ("u0", 1, 2), ("u1", 2, 1), ("u0", 2, 3)],
-          "Office": [("u0", 0, 1), ("u2", 1, 1), ("u2", 2, 2)]}
+  spec = {
+    "Art": [("u0", 0, 1), ("u0", 1, 2), ("u1", 2, 1), ("u0", 2, 3)],
+    "Office": [("u0", 0, 1), ("u2", 1, 1), ("u2", 2, 2)],
+  }
   ds = make_dataset(spec)
   for name, rows in ITEMS.items():
     cols = list(zip(*rows))
     d = ds.domains[name]
-    d.items = ItemTable(ids=d.items.ids, text={
-        f: np.array(c, dtype=object) for f, c in zip(("title", "categories", "brand"), cols)})
+    d.items = ItemTable(
+      ids=d.items.ids,
+      text={f: np.array(c, dtype=object) for f, c in zip(("title", "categories", "brand"), cols)},
+    )
   return ds
 
 
 # The run's vocabulary settings (configs/common.py), overridden per test.
-VOCAB = dict(min_df=2, max_size=2000, cross_domain_only=False, fields=("categories", "brand"),
-             max_df_frac=0.5, min_domain_df=1)
+VOCAB = dict(
+  min_df=2,
+  max_size=2000,
+  cross_domain_only=False,
+  fields=("categories", "brand"),
+  max_df_frac=0.5,
+  min_domain_df=1,
+)
 
 
 def vocab(ds, **over):
@@ -47,8 +61,9 @@ def vocab(ds, **over):
 
 
 def train_config(**over) -> train.KnowledgeTrainConfig:
-  return train.KnowledgeTrainConfig.from_config(common.knowledge_config(), seed=0, log_every=10,
-                                                progress=False, **over)
+  return train.KnowledgeTrainConfig.from_config(
+    common.knowledge_config(), seed=0, log_every=10, progress=False, **over
+  )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +83,15 @@ def test_entity_vocab_known_ids_shared_across_domains():
   # domain-only words are kept when allowed, ranked after the bridges; a root category that
   # covers > max_df_frac of a domain ("arts", "office"; here also "acme" in Art) is dropped
   v2 = vocab(ds, min_df=1, cross_domain_only=False, max_df_frac=0.5)
-  assert v2.words == ["outdoorsy", "paper", "pencils", "staedtler", "clipboards", "frames",
-                      "trailco"]
+  assert v2.words == [
+    "outdoorsy",
+    "paper",
+    "pencils",
+    "staedtler",
+    "clipboards",
+    "frames",
+    "trailco",
+  ]
   assert entities.EntityVocab.from_json(v2.to_json()).words == v2.words
   # item-level targets
   ents = entities.item_entities(ds, v)
@@ -98,8 +120,10 @@ def test_token_labels_align_with_wordpieces(tokenizer):
   # the same entity id labels the same word in the other domain
   assert o in lab.labels["Office"][1].tolist()
   # 'acme' and 'paper' in Art item 1; 'pencils' only where the item's own path says so
-  assert set(lab.labels["Art"][1][lab.labels["Art"][1] > 0].tolist()) == {v.id("acme"),
-                                                                           v.id("paper")}
+  assert set(lab.labels["Art"][1][lab.labels["Art"][1] > 0].tolist()) == {
+    v.id("acme"),
+    v.id("paper"),
+  }
   first = labels.token_labels(ds, tokenizer, v, L, first_piece_only=True)
   assert first.weights["Art"][0, :6].tolist() == [0, 1, 1, 0, 1, 1]
   assert first.labels["Art"][0, 2] == o
@@ -107,6 +131,7 @@ def test_token_labels_align_with_wordpieces(tokenizer):
 
 def small_world():
   from xdkt_jax.data import synthetic
+
   c = synthetic.default_config()
   c.n_users, c.items_per_domain, c.interactions = 150, 160, 2000
   return synthetic.generate(c)
@@ -115,7 +140,7 @@ def small_world():
 def test_knowledge_head_trains_lk_falls(tokenizer):
   ds = small_world()
   v = vocab(ds, min_df=2, cross_domain_only=True)
-  assert len(v.shared()) == len(v.words) > 10   # categories and brands bridge both domains
+  assert len(v.shared()) == len(v.words) > 10  # categories and brands bridge both domains
   lab = labels.token_labels(ds, tokenizer, v, 24)
   enc_cfg = EncoderConfig.tiny(vocab_size=30522, max_len=24)
   enc = {"encoder": init_params(enc_cfg, jax.random.PRNGKey(1))["encoder"]}
@@ -128,8 +153,7 @@ def test_knowledge_head_trains_lk_falls(tokenizer):
       assert a["entity_recall"] > b["entity_recall"]
   assert m["after"]["train"]["Books"]["entity_recall"] > 0.5
   # frozen encoder (the default): the encoder weights are bit-identical
-  same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), params["encoder"],
-                      enc["encoder"])
+  same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), params["encoder"], enc["encoder"])
   assert all(jax.tree.leaves(same))
   assert params["knowledge_head"]["entity_embed"].shape == (len(v), 32)
 
@@ -139,7 +163,7 @@ def test_finetune_encoder_trains_it(tokenizer):
   v = vocab(ds, min_df=2, cross_domain_only=True)
   lab = labels.token_labels(ds, tokenizer, v, 16)
   enc_cfg = EncoderConfig.tiny(vocab_size=30522, max_len=16)
-  enc = init_params(enc_cfg, jax.random.PRNGKey(1))     # LanguageModel params: lm_head ignored
+  enc = init_params(enc_cfg, jax.random.PRNGKey(1))  # LanguageModel params: lm_head ignored
   tcfg = train_config(steps=2, batch_size=16, finetune_encoder=True, eval_max_items=16)
   p1, m1 = train.train_knowledge(enc_cfg, enc, lab, len(v), tcfg, log_fn=lambda s: None)
   q = lambda p: np.asarray(p["encoder"]["layers_1"]["attn"]["query"]["kernel"])
@@ -159,8 +183,12 @@ def test_item_knowledge_cached(tmp_path, tokenizer):
   assert a.vectors["Art"].dtype == np.float32 and np.isfinite(a.vectors["Art"]).all()
   # the pooled vector is the LM's sentence embedding
   from xdkt_jax.lm import embed_texts
-  np.testing.assert_allclose(a.vectors["Office"], embed_texts(
-      enc_cfg, params, lab.ids["Office"], lab.mask["Office"], pooling="mean"), atol=1e-5)
+
+  np.testing.assert_allclose(
+    a.vectors["Office"],
+    embed_texts(enc_cfg, params, lab.ids["Office"], lab.mask["Office"], pooling="mean"),
+    atol=1e-5,
+  )
   b = item_vectors.extract_item_knowledge(enc_cfg, params, lab.ids, lab.mask, **kw)
   assert b.cache_hit and b.fingerprint == a.fingerprint
   np.testing.assert_array_equal(a.vectors["Art"], b.vectors["Art"])
@@ -171,12 +199,15 @@ def test_item_knowledge_cached(tmp_path, tokenizer):
   assert not np.allclose(c.vectors["Art"], a.vectors["Art"])
   # with entity vectors: [pooled ; entity], a different cache entry
   from xdkt_jax.models.knowledge_head import KnowledgeHeadConfig, KnowledgeModel
+
   km = KnowledgeModel(enc_cfg, KnowledgeHeadConfig(num_labels=len(v), entity_dim=8))
   kp = km.init(jax.random.PRNGKey(2), lab.ids["Art"][:1], lab.mask["Art"][:1])["params"]
   from flax import linen as nn
+
   kp = {**jax.tree.map(np.asarray, nn.meta.unbox(kp)), "encoder": params["encoder"]}
-  e = item_vectors.extract_item_knowledge(enc_cfg, kp, lab.ids, lab.mask, entity_mode="predicted",
-                                          **kw)
+  e = item_vectors.extract_item_knowledge(
+    enc_cfg, kp, lab.ids, lab.mask, entity_mode="predicted", **kw
+  )
   assert not e.cache_hit and e.vectors["Art"].shape == (3, 40)
   np.testing.assert_allclose(e.vectors["Art"][:, :32], a.vectors["Art"], atol=1e-6)
 
@@ -189,7 +220,8 @@ def test_knowledge_settings_have_one_source():
   assert set(section) == (fields - set(train.RUN_KEYS)) | train.EXTRACTION_KEYS
   assert train_config().steps == section.steps
   with pytest.raises(ValueError, match=r"unknown key\(s\) \['stepz'\]"):
-    train.KnowledgeTrainConfig.from_config({**section.to_dict(), "stepz": 3}, seed=0,
-                                           log_every=1, progress=False)
+    train.KnowledgeTrainConfig.from_config(
+      {**section.to_dict(), "stepz": 3}, seed=0, log_every=1, progress=False
+    )
   with pytest.raises(ValueError, match=r"missing key\(s\) \['seed'\]"):
     train.KnowledgeTrainConfig.from_config(section, log_every=1, progress=False)

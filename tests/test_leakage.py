@@ -17,16 +17,18 @@ from xdkt_jax.recommenders import baselines, sequential
 
 
 def _with_rows(split, domain, extra):
-  return dataclasses.replace(split, train_rows=dict(
-      split.train_rows, **{domain: np.sort(np.r_[split.train_rows[domain], extra])}))
+  return dataclasses.replace(
+    split,
+    train_rows=dict(split.train_rows, **{domain: np.sort(np.r_[split.train_rows[domain], extra])}),
+  )
 
 
 def _with_eval(split, domain, part, es):
-  return dataclasses.replace(split, eval={**split.eval,
-                                          domain: {**split.eval[domain], part: es}})
+  return dataclasses.replace(split, eval={**split.eval, domain: {**split.eval[domain], part: es}})
 
 
 # --- the split: training rows, histories, targets ---------------------------------------------
+
 
 def test_a_test_target_row_among_the_training_rows():
   ds = world()
@@ -42,8 +44,9 @@ def test_a_withheld_future_row_among_the_training_rows():
   te = sp.eval["T"]["test"]
   d = ds.domains["T"]
   u = int(te.user[0])
-  later = [r for r in np.nonzero(d.inter.user == u)[0]
-           if d.inter.order[r] > d.inter.order[te.row[0]]]
+  later = [
+    r for r in np.nonzero(d.inter.user == u)[0] if d.inter.order[r] > d.inter.order[te.row[0]]
+  ]
   assert later, "the world gives cold users rows after their target"
   with pytest.raises(P.LeakageError, match="the future"):
     P.check_leakage(ds, _with_rows(sp, "T", later[:1]))
@@ -56,19 +59,32 @@ def test_a_target_appended_to_its_own_input_history():
   sp = P.make_split(ds, cfg("warm"))
   te = sp.eval["T"]["test"]
   n = len(te)
-  hist = [np.r_[te.hist_items[te.hist_offsets[j]:te.hist_offsets[j + 1]], te.target[j]]
-          for j in range(n)]
-  rows = [np.r_[te.hist_rows[te.hist_offsets[j]:te.hist_offsets[j + 1]], te.row[j]]
-          for j in range(n)]
+  hist = [
+    np.r_[te.hist_items[te.hist_offsets[j] : te.hist_offsets[j + 1]], te.target[j]]
+    for j in range(n)
+  ]
+  rows = [
+    np.r_[te.hist_rows[te.hist_offsets[j] : te.hist_offsets[j + 1]], te.row[j]] for j in range(n)
+  ]
   off = np.zeros(n + 1, np.int64)
   np.cumsum([len(h) for h in hist], out=off[1:])
-  leaked = dataclasses.replace(te, hist_offsets=off, hist_items=np.concatenate(hist),
-                               hist_rows=np.concatenate(rows))
+  leaked = dataclasses.replace(
+    te, hist_offsets=off, hist_items=np.concatenate(hist), hist_rows=np.concatenate(rows)
+  )
   with pytest.raises(P.LeakageError, match="history"):
     P.check_leakage(ds, _with_eval(sp, "T", "test", leaked))
-  items_only = dataclasses.replace(leaked, hist_rows=np.concatenate(
-      [np.r_[te.hist_rows[te.hist_offsets[j]:te.hist_offsets[j + 1]], te.hist_rows[
-          te.hist_offsets[j]]] for j in range(n)]))
+  items_only = dataclasses.replace(
+    leaked,
+    hist_rows=np.concatenate(
+      [
+        np.r_[
+          te.hist_rows[te.hist_offsets[j] : te.hist_offsets[j + 1]],
+          te.hist_rows[te.hist_offsets[j]],
+        ]
+        for j in range(n)
+      ]
+    ),
+  )
   with pytest.raises(P.LeakageError, match="history"):
     P.check_leakage(ds, _with_eval(sp, "T", "test", items_only))
 
@@ -96,7 +112,7 @@ def test_valid_and_test_sharing_targets_and_a_repeated_training_pair():
   te = sp.eval["T"]["test"]
   d = ds.domains["T"]
   mine = sp.train_rows["T"][d.inter.user[sp.train_rows["T"]] == te.user[0]]
-  d.inter.item[mine[0]] = te.target[0]      # the answer, bought before through another row
+  d.inter.item[mine[0]] = te.target[0]  # the answer, bought before through another row
   with pytest.raises(P.LeakageError, match="training input|history"):
     P.check_leakage(ds, dataclasses.replace(sp))
 
@@ -104,18 +120,20 @@ def test_valid_and_test_sharing_targets_and_a_repeated_training_pair():
 # --- every consumer of interactions -----------------------------------------------------------
 
 TARGET_CONSUMERS = {
-    "itemknn": lambda ds, sp: baselines.fit("itemknn", ds, sp, target="T"),
-    "userknn": lambda ds, sp: baselines.fit("userknn", ds, sp, target="T"),
-    "pop": lambda ds, sp: baselines.fit("pop", ds, sp, target="T"),
-    "bpr_mf": lambda ds, sp: baselines.fit("bpr_mf", ds, sp, target="T", cfg={"epochs": 1}),
-    "cmf": lambda ds, sp: baselines.fit("cmf", ds, sp, target="T", cfg={"epochs": 1}),
-    "emcdr": lambda ds, sp: baselines.fit("emcdr", ds, sp, target="T"),
-    "text_knn": lambda ds, sp: baselines.fit("text_knn", ds, sp, target="T"),
-    "popularity counts": lambda ds, sp: recommend.item_popularity(ds, sp, "T"),
-    "sequential recommender batches": lambda ds, sp: sequential.train_sasrec(
-        ds, sp, target="T", cfg=sequential_settings(mode="id", steps=1, batch=4)),
-    "evaluation mask": lambda ds, sp: inputs.eval_arrays(ds, sp, "T", "test",
-                                                         exclude_history="train"),
+  "itemknn": lambda ds, sp: baselines.fit("itemknn", ds, sp, target="T"),
+  "userknn": lambda ds, sp: baselines.fit("userknn", ds, sp, target="T"),
+  "pop": lambda ds, sp: baselines.fit("pop", ds, sp, target="T"),
+  "bpr_mf": lambda ds, sp: baselines.fit("bpr_mf", ds, sp, target="T", cfg={"epochs": 1}),
+  "cmf": lambda ds, sp: baselines.fit("cmf", ds, sp, target="T", cfg={"epochs": 1}),
+  "emcdr": lambda ds, sp: baselines.fit("emcdr", ds, sp, target="T"),
+  "text_knn": lambda ds, sp: baselines.fit("text_knn", ds, sp, target="T"),
+  "popularity counts": lambda ds, sp: recommend.item_popularity(ds, sp, "T"),
+  "sequential recommender batches": lambda ds, sp: sequential.train_sasrec(
+    ds, sp, target="T", cfg=sequential_settings(mode="id", steps=1, batch=4)
+  ),
+  "evaluation mask": lambda ds, sp: inputs.eval_arrays(
+    ds, sp, "T", "test", exclude_history="train"
+  ),
 }
 
 
@@ -123,7 +141,7 @@ TARGET_CONSUMERS = {
 def test_every_target_consumer_refuses_a_leaked_row(consumer):
   ds = world()
   sp = P.make_split(ds, cfg("warm"))
-  TARGET_CONSUMERS[consumer](ds, sp)        # the clean split passes
+  TARGET_CONSUMERS[consumer](ds, sp)  # the clean split passes
   bad = _with_rows(sp, "T", sp.eval["T"]["test"].row[:1])
   name = consumer.split()[0]
   with pytest.raises(P.LeakageError, match=name):
@@ -143,23 +161,33 @@ def test_source_histories_refuse_another_domains_held_out_row():
 
 # --- text-only stages -------------------------------------------------------------------------
 
+
 def _tok(ds, L=6):
   rng = np.random.default_rng(0)
-  ids = {d: rng.integers(5, 99, (ds.domains[d].n_items, L)).astype(np.int32)
-         for d in ds.domains}
-  return TokenizedItems(ids=ids, mask={d: np.ones_like(v, np.int8) for d, v in ids.items()},
-                        pad_id=0, vocab_size=100, fingerprint="t")
+  ids = {d: rng.integers(5, 99, (ds.domains[d].n_items, L)).astype(np.int32) for d in ds.domains}
+  return TokenizedItems(
+    ids=ids,
+    mask={d: np.ones_like(v, np.int8) for d, v in ids.items()},
+    pad_id=0,
+    vocab_size=100,
+    fingerprint="t",
+  )
 
 
 def test_lm_corpus_must_be_item_text_once_each():
   ds = world()
   tok = _tok(ds)
   corpus = lm.make_corpus(tok, domains=["S", "T"], heldout_frac=0.2, seed=0)
-  leakage.check_text_corpus(corpus, tok)    # the product's corpus passes
+  leakage.check_text_corpus(corpus, tok)  # the product's corpus passes
   # Text weighted by interactions: a test target's text repeated in the training corpus.
   t = corpus.train["T"]
-  heavy = dataclasses.replace(corpus, train={**corpus.train, "T": {
-      "ids": np.r_[t["ids"], t["ids"][:1]], "mask": np.r_[t["mask"], t["mask"][:1]]}})
+  heavy = dataclasses.replace(
+    corpus,
+    train={
+      **corpus.train,
+      "T": {"ids": np.r_[t["ids"], t["ids"][:1]], "mask": np.r_[t["mask"], t["mask"][:1]]},
+    },
+  )
   with pytest.raises(P.LeakageError, match="more often than in the catalogue"):
     leakage.check_text_corpus(heavy, tok)
   extra = dataclasses.replace(corpus, train={**corpus.train, "T": {**t, "user": t["ids"]}})
@@ -171,8 +199,15 @@ def test_knowledge_labels_are_built_from_a_view_without_interactions():
   words = lambda i: f"{('red', 'blue', 'green', 'gold')[i % 4]} {('ball', 'kite', 'cart')[i % 3]}"
   ds = world(texts={"S": [words(i) for i in range(30)], "T": [words(i) for i in range(50)]})
   view = leakage.text_only(ds, consumer="knowledge labels (L_k)")
-  vocab = entities.build_entity_vocab(view, fields=("title",), min_df=2, cross_domain_only=False,
-                                      max_size=2000, max_df_frac=0.5, min_domain_df=1)
-  assert len(vocab) > 1   # the real builder needs item text only
+  vocab = entities.build_entity_vocab(
+    view,
+    fields=("title",),
+    min_df=2,
+    cross_domain_only=False,
+    max_size=2000,
+    max_df_frac=0.5,
+    min_domain_df=1,
+  )
+  assert len(vocab) > 1  # the real builder needs item text only
   with pytest.raises(P.LeakageError, match="knowledge labels .* read the interactions"):
-    np.bincount(view.domains["T"].inter.item)     # a planted label rule using interactions
+    np.bincount(view.domains["T"].inter.item)  # a planted label rule using interactions

@@ -55,8 +55,13 @@ WORKER = textwrap.dedent("""
 
 
 def run(n, out):
-  r = subprocess.run([sys.executable, "-c", WORKER, str(n), str(out)], cwd=ROOT,
-                     capture_output=True, text=True, timeout=300)
+  r = subprocess.run(
+    [sys.executable, "-c", WORKER, str(n), str(out)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   line = next(l for l in r.stdout.splitlines() if l.startswith("RESULT "))
   return json.loads(line[7:])
@@ -64,10 +69,11 @@ def run(n, out):
 
 def test_encoder_step_data4_fsdp2_equals_one_device(tmp_path):
   import numpy as np
+
   one = run(1, tmp_path / "one.npy")
   eight = run(8, tmp_path / "eight.npy")
   assert eight["devices"] == 8 and one["devices"] == 1
-  assert eight["shard"][0] == eight["shape"][0] // 2       # embed dim split over fsdp=2
+  assert eight["shard"][0] == eight["shape"][0] // 2  # embed dim split over fsdp=2
   np.testing.assert_allclose(eight["losses"], one["losses"], atol=1e-5)
   diff = np.abs(np.load(tmp_path / "one.npy") - np.load(tmp_path / "eight.npy")).max()
   assert diff < 1e-5, diff

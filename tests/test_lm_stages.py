@@ -25,7 +25,7 @@ def small_config(tmp_path, **over):
     c.adapt.lr = 1e-3
     c.adapt.freeze_layers = 1
     c.ckpt.every_steps = 200
-    c.stages = "data,pretrain,adapt"   # the later stages: tests/test_run_e2e.py
+    c.stages = "data,pretrain,adapt"  # the later stages: tests/test_run_e2e.py
     for k, v in over.items():
       obj = c
       *path, last = k.split(".")
@@ -47,12 +47,14 @@ def test_pretrain_and_adapt_stages(tmp_path):
     assert pre["heldout_perplexity_after"][d] < pre["heldout_perplexity_before"][d]
     # adapt starts where pretrain ended: same held-out items, same fixed masks
     assert ada["heldout_perplexity_before"][d] == pytest.approx(
-        pre["heldout_perplexity_after"][d], rel=1e-5)
+      pre["heldout_perplexity_after"][d], rel=1e-5
+    )
   assert (wd / "adapt" / "hf" / "model.safetensors").exists()
   assert any("held-out perplexity" in l for l in lines)
   assert (wd / "adapt" / "logs" / "metrics.jsonl").exists()
   # the lower layer was frozen during adapt: bit-identical to pretrain's
   from xdkt_jax.models import hf_weights
+
   _, p_pre = hf_weights.load_pretrained(str(wd / "pretrain" / "hf"))
   _, p_ada = hf_weights.load_pretrained(str(wd / "adapt" / "hf"))
   l0 = lambda p: p["encoder"]["layers_0"]["attn"]["query"]["kernel"]
@@ -73,8 +75,15 @@ def test_pretrain_and_adapt_stages(tmp_path):
 
 
 def test_head_warmup_fits_head_with_encoder_frozen(tmp_path):
-  c = small_config(tmp_path, **{"adapt.head_warmup_steps": 5, "adapt.freeze_layers": 0,
-                                "pretrain.steps": 3, "adapt.steps": 3})
+  c = small_config(
+    tmp_path,
+    **{
+      "adapt.head_warmup_steps": 5,
+      "adapt.freeze_layers": 0,
+      "pretrain.steps": 3,
+      "adapt.steps": 3,
+    },
+  )
   wd = tmp_path / "run"
   pipeline.run(c, str(wd), log=lambda *_: None)
   m = json.loads((wd / "adapt" / "metrics.json").read_text())
@@ -82,17 +91,21 @@ def test_head_warmup_fits_head_with_encoder_frozen(tmp_path):
   assert hw["steps"] == 5
   for d in ("Books", "Movies"):
     assert m["heldout_perplexity_before"][d] == pytest.approx(
-        hw["heldout_perplexity_after"][d], rel=1e-5)
+      hw["heldout_perplexity_after"][d], rel=1e-5
+    )
 
 
 def test_gpt_family_from_scratch(tmp_path):
-  c = small_config(tmp_path, **{"encoder.family": "gpt2", "stages": "data,pretrain",
-                                "pretrain.steps": 20})
+  c = small_config(
+    tmp_path, **{"encoder.family": "gpt2", "stages": "data,pretrain", "pretrain.steps": 20}
+  )
   pipeline.run(c, str(tmp_path / "run"), log=lambda *_: None)
   m = json.loads((tmp_path / "run" / "pretrain" / "metrics.json").read_text())
   assert m["encoder"]["model_type"] == "gpt2"
-  assert all(m["heldout_perplexity_after"][d] < m["heldout_perplexity_before"][d]
-             for d in ("Books", "Movies"))
+  assert all(
+    m["heldout_perplexity_after"][d] < m["heldout_perplexity_before"][d]
+    for d in ("Books", "Movies")
+  )
 
 
 def test_embed_cli_matches_pytorch_minilm(tmp_path):
@@ -101,10 +114,23 @@ def test_embed_cli_matches_pytorch_minilm(tmp_path):
   texts = tmp_path / "texts.txt"
   texts.write_text("\n".join(str(t) for t in ref["texts"]) + "\n")
   out = tmp_path / "emb.npy"
-  r = subprocess.run([sys.executable, "-m", "xdkt_jax.main", "embed",
-                      "--config=configs/default.py", f"--texts={texts}", f"--out={out}",
-                      "--config.data.max_text_len=64", "--config.encoder.pooling=mean"],
-                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+  r = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "xdkt_jax.main",
+      "embed",
+      "--config=configs/default.py",
+      f"--texts={texts}",
+      f"--out={out}",
+      "--config.data.max_text_len=64",
+      "--config.encoder.pooling=mean",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert r.returncode == 0, r.stderr[-2000:]
   got = np.load(out)
   assert got.shape == (len(ref["texts"]), 384) and got.dtype == np.float32
@@ -126,7 +152,15 @@ def test_embed_with_workdir_and_empty_lines(tmp_path):
 
 
 def test_cli_parse_overrides():
-  cmd, cfg, fv = parse(["xdkt", "stats", "--config=configs/default.py",
-                        "--config.protocol_k=3", "--config.data.target_domain=Books", "--json"])
+  cmd, cfg, fv = parse(
+    [
+      "xdkt",
+      "stats",
+      "--config=configs/default.py",
+      "--config.protocol_k=3",
+      "--config.data.target_domain=Books",
+      "--json",
+    ]
+  )
   assert cmd == "stats" and cfg.protocol_k == 3 and cfg.data.target_domain == "Books"
   assert fv["json"].value

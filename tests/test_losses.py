@@ -25,7 +25,8 @@ def np_lm_grad(logits, targets, weights):
   for b in range(logits.shape[0]):
     for j in range(logits.shape[1]):
       z = logits[b, j].astype(np.float64)
-      p = np.exp(z - z.max()); p /= p.sum()
+      p = np.exp(z - z.max())
+      p /= p.sum()
       p[targets[b, j]] -= 1.0
       g[b, j] = weights[b, j] * p / n
   return g
@@ -36,15 +37,19 @@ def test_lm_loss_value_and_grad_vs_numpy():
   logits = rng.normal(size=(3, 5, 7)).astype(np.float32)
   targets = rng.integers(0, 7, size=(3, 5))
   weights = (rng.random((3, 5)) < 0.6).astype(np.float32)
-  f = lambda lg: losses.lm_loss(logits_BxLxV=lg, targets_BxL=jnp.asarray(targets),
-                                weights_BxL=jnp.asarray(weights))[0]
+  f = lambda lg: losses.lm_loss(
+    logits_BxLxV=lg, targets_BxL=jnp.asarray(targets), weights_BxL=jnp.asarray(weights)
+  )[0]
   val, grad = jax.value_and_grad(f)(jnp.asarray(logits))
   np.testing.assert_allclose(val, np_lm_loss(logits, targets, weights), rtol=1e-5)
   np.testing.assert_allclose(grad, np_lm_grad(logits, targets, weights), atol=1e-6)
-  _, aux = losses.lm_loss(logits_BxLxV=jnp.asarray(logits), targets_BxL=jnp.asarray(targets),
-                          weights_BxL=jnp.asarray(weights))
+  _, aux = losses.lm_loss(
+    logits_BxLxV=jnp.asarray(logits),
+    targets_BxL=jnp.asarray(targets),
+    weights_BxL=jnp.asarray(weights),
+  )
   assert float(aux["n_tokens"]) == weights.sum()
-  hit = (logits.argmax(-1) == targets) * weights     # no ties in continuous logits
+  hit = (logits.argmax(-1) == targets) * weights  # no ties in continuous logits
   assert 0 < hit.sum() < weights.sum()
   np.testing.assert_allclose(float(aux["accuracy"]), hit.sum() / weights.sum(), rtol=1e-6)
 
@@ -79,16 +84,22 @@ def test_mlm_select_counts_positions_and_80_10_10():
   ids = jnp.where(jnp.asarray(mask) > 0, ids, 0).at[:, 0].set(101)
   ids = ids.at[np.arange(B), n_real + 1].set(102)
   inp, pos, tgt, w = losses.mlm_select(
-      jax.random.PRNGKey(1), ids_BxL=ids, mask_BxL=jnp.asarray(mask), mask_token_id=103,
-      vocab_size=V, special_ids_S=jnp.array([0, 101, 102, 103]), max_predictions=11)
+    jax.random.PRNGKey(1),
+    ids_BxL=ids,
+    mask_BxL=jnp.asarray(mask),
+    mask_token_id=103,
+    vocab_size=V,
+    special_ids_S=jnp.array([0, 101, 102, 103]),
+    max_predictions=11,
+  )
   ids, inp, pos, tgt, w = map(np.asarray, (ids, inp, pos, tgt, w))
   assert pos.shape == (B, 11)
   expected = np.where(n_real > 0, np.clip(np.round(n_real * 0.15), 1, 11), 0)
-  assert np.array_equal(w.sum(1), expected)                 # BERT's count rule
+  assert np.array_equal(w.sum(1), expected)  # BERT's count rule
   for b in range(B):
     chosen = pos[b][w[b] > 0]
-    assert len(set(chosen.tolist())) == len(chosen)          # distinct positions
-    assert all(1 <= p <= n_real[b] for p in chosen)          # real, non-special tokens only
+    assert len(set(chosen.tolist())) == len(chosen)  # distinct positions
+    assert all(1 <= p <= n_real[b] for p in chosen)  # real, non-special tokens only
     assert np.array_equal(tgt[b], ids[b, pos[b]])
     untouched = np.setdiff1d(np.arange(L), chosen)
     assert np.array_equal(inp[b, untouched], ids[b, untouched])

@@ -53,8 +53,13 @@ def np_ties(scores, target, excl=None):
     if excl is not None and excl[b, target[b]]:
       out.append(0)
       continue
-    out.append(sum(1 for j in range(s.shape[1]) if j != target[b] and s[b, j] == s[b, target[b]]
-                   and not (excl is not None and excl[b, j])))
+    out.append(
+      sum(
+        1
+        for j in range(s.shape[1])
+        if j != target[b] and s[b, j] == s[b, target[b]] and not (excl is not None and excl[b, j])
+      )
+    )
   return np.array(out)
 
 
@@ -71,7 +76,7 @@ def tied_case(rng, b, n, lo=-3, hi=3):
 
 
 def test_constructed_ties_count_against_the_target():
-  s = np.array([[5., 9., 5., 5., 8., 5., 1.]], np.float32)  # target 0 tied with 3 others
+  s = np.array([[5.0, 9.0, 5.0, 5.0, 8.0, 5.0, 1.0]], np.float32)  # target 0 tied with 3 others
   r = RANKS(scores_BxN=s, target_B=np.array([0]))
   assert int(r[0]) == 2 + 3 == np_rank(s, [0])[0]
   ex = np.zeros_like(s, bool)
@@ -92,8 +97,7 @@ def test_target_ranks_vs_bruteforce_random_ties_and_exclusion():
   assert (got[::3] == 31).all()
   ties = jax.jit(M.target_ties)(scores_BxN=s, target_B=t, exclude_mask_BxN=ex)
   np.testing.assert_array_equal(np.asarray(ties), np_ties(s, t, ex))
-  np.testing.assert_array_equal(np.asarray(RANKS(scores_BxN=s, target_B=t)),
-                                np_rank(s, t))
+  np.testing.assert_array_equal(np.asarray(RANKS(scores_BxN=s, target_B=t)), np_rank(s, t))
 
 
 def test_an_excluded_target_is_a_miss_and_nan_is_worst():
@@ -134,7 +138,7 @@ def test_exclusion_mask_from_padded_lists():
   mask = np.array([[1, 1, 0], [1, 1, 0], [1, 1, 0]], np.int8)
   ex = np.asarray(EXCL(items_BxL=hist, mask_BxL=mask, n_items=5))
   want = np.zeros((3, 5), bool)
-  want[0, [1, 3]] = True   # padding 0 is not item 0
+  want[0, [1, 3]] = True  # padding 0 is not item 0
   want[1, 2] = True
   want[2, [0, 4]] = True
   np.testing.assert_array_equal(ex, want)
@@ -149,7 +153,7 @@ def test_the_mask_of_a_user_is_the_same_whatever_their_target():
   s = np.repeat(rng.normal(size=(1, n)).astype(np.float32), n, axis=0)
   hist = np.repeat(np.array([[2, 5, 7]], np.int32), n, axis=0)
   mask = np.ones((n, 3), np.int8)
-  targets = np.arange(n)          # row b: the same user, target b
+  targets = np.arange(n)  # row b: the same user, target b
   ex = np.asarray(EXCL(items_BxL=hist, mask_BxL=mask, n_items=n))
   assert (ex == ex[0]).all()
   _, top, rank, _ = TOPK_FULL(scores_BxN=s, target_B=targets, k=4, exclude_mask_BxN=ex)
@@ -158,8 +162,9 @@ def test_the_mask_of_a_user_is_the_same_whatever_their_target():
   assert (np.asarray(rank)[[2, 5, 7]] == n).all()
   f = jax.jit(functools.partial(M.topk_chunked, k=4, chunk=4))
   e = np.eye(n, dtype=np.float32)
-  _, ctop, crank, _ = f(target_B=targets, user_repr_BxD=s, item_emb_NxD=e,
-                        exclude_items_BxL=hist, exclude_mask_BxL=mask)
+  _, ctop, crank, _ = f(
+    target_B=targets, user_repr_BxD=s, item_emb_NxD=e, exclude_items_BxL=hist, exclude_mask_BxL=mask
+  )
   np.testing.assert_array_equal(np.asarray(ctop), np.asarray(top))
   np.testing.assert_array_equal(np.asarray(crank), np.asarray(rank))
 
@@ -199,8 +204,9 @@ def test_topk_chunked_equals_full_topk_and_bruteforce_rank(chunk, ties):
   t = rng.integers(0, n, b)
   hist, mask, ex = _hist(rng, t, n, b)
   f = jax.jit(functools.partial(M.topk_chunked, k=k, chunk=chunk))
-  vals, top, rank, ties = f(target_B=t, user_repr_BxD=u, item_emb_NxD=e,
-                            exclude_items_BxL=hist, exclude_mask_BxL=mask)
+  vals, top, rank, ties = f(
+    target_B=t, user_repr_BxD=u, item_emb_NxD=e, exclude_items_BxL=hist, exclude_mask_BxL=mask
+  )
   s = np.asarray(jnp.asarray(u) @ jnp.asarray(e).T)
   fv, ftop, frank, fties = TOPK_FULL(scores_BxN=s, target_B=t, k=k, exclude_mask_BxN=ex)
   np.testing.assert_array_equal(np.asarray(ties), np_ties(s, t, ex))
@@ -224,8 +230,7 @@ def test_topk_chunked_generic_scores_and_recount_path():
   # chunk 7: chunks score without the offset, the up-front guess (shape b) with it → recount;
   # chunk 6 == b: every call has the offset, so the guess agrees and the ranks are unchanged.
   for chunk, s_used in ((7, s), (6, s + 0.5)):
-    f = jax.jit(functools.partial(M.topk_chunked, k=k, chunk=chunk, chunk_scores_fn=fn,
-                                  n_items=n))
+    f = jax.jit(functools.partial(M.topk_chunked, k=k, chunk=chunk, chunk_scores_fn=fn, n_items=n))
     _, top, rank, ties = f(target_B=t)
     np.testing.assert_array_equal(np.asarray(rank), np_rank(s_used, t))
     np.testing.assert_array_equal(np.asarray(ties), np_ties(s_used, t))
@@ -233,6 +238,7 @@ def test_topk_chunked_generic_scores_and_recount_path():
 
 
 # --- beyond accuracy, hand-computed -----------------------------------------------------------
+
 
 def jit(f, **static):
   """One compile per call site instead of many eager op dispatches (keeps the suite fast)."""
@@ -264,13 +270,13 @@ def test_novelty_arp_popularity_bias_hand():
   top = np.array([[0, 2], [1, 3]])
   nov = np.asarray(jit(M.novelty_at_k, k=2)(topk_BxK=top, item_popularity_N=counts))
   np.testing.assert_allclose(nov, [(1 + 3) / 2, (2 + 3) / 2])
-  arp = np.asarray(jit(M.average_popularity_at_k, k=2)(topk_BxK=top,
-                                                        item_popularity_N=counts))
+  arp = np.asarray(jit(M.average_popularity_at_k, k=2)(topk_BxK=top, item_popularity_N=counts))
   np.testing.assert_allclose(arp, [1.5, 0.5])
   pct = np.asarray(jax.jit(M.popularity_percentile)(item_popularity_N=counts))
   np.testing.assert_allclose(pct, [3.5 / 4, 2.5 / 4, 1 / 4, 1 / 4])  # mid-rank percentiles
-  pb = jit(M.popularity_bias_at_k, k=2)(topk_BxK=top, target_B=np.array([1, 0]),
-                                        item_popularity_N=counts)
+  pb = jit(M.popularity_bias_at_k, k=2)(
+    topk_BxK=top, target_B=np.array([1, 0]), item_popularity_N=counts
+  )
   np.testing.assert_allclose(pb["rec_pct"], [(0.875 + 0.25) / 2, (0.625 + 0.25) / 2])
   np.testing.assert_allclose(pb["target_pct"], [0.625, 0.875])
   np.testing.assert_allclose(pb["bias"], [0.5625 - 0.625, 0.4375 - 0.875])

@@ -13,8 +13,9 @@ from xdkt_jax import recommend
 from xdkt_jax.data import inputs, load, protocols
 from xdkt_jax.recommenders import baselines, sequential
 
-TINY = sequential_settings(hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20,
-                           mode="id")
+TINY = sequential_settings(
+  hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20, mode="id"
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,9 @@ def warm():
   split = protocols.make_split(ds, c)
   target = split.targets[0]
   logs = []
-  ctx = recommend.Context(ds=ds, split=split, target=target, config=c, item_knowledge={},
-                          pretrained={}, log=logs.append)
+  ctx = recommend.Context(
+    ds=ds, split=split, target=target, config=c, item_knowledge={}, pretrained={}, log=logs.append
+  )
   model = sequential.train_sasrec(ds, split, target=target, cfg=TINY, seed=0)
   return ds, split, target, ctx, model, logs
 
@@ -42,15 +44,14 @@ def _ndcg10(scores, arrays):
   """Brute force: listed items excluded (a listed target is a miss), the target ranks below
   every item with an equal score."""
   out = []
-  for s, t, h, m in zip(scores, arrays["target"], arrays["exclude_items"],
-                        arrays["exclude_mask"]):
+  for s, t, h, m in zip(scores, arrays["target"], arrays["exclude_items"], arrays["exclude_mask"]):
     s = np.asarray(s, np.float64).copy()
     seen = h[m.astype(bool)]
     if t in seen:
       out.append(0.0)
       continue
     s[seen] = -np.inf
-    rank = int(np.sum(s >= s[t])) - 1            # items above or tied with the target
+    rank = int(np.sum(s >= s[t])) - 1  # items above or tied with the target
     out.append(1.0 / np.log2(rank + 2) if rank < 10 else 0.0)
   return float(np.mean(out))
 
@@ -95,11 +96,16 @@ def test_fusion_scores_and_the_weight_picked_on_valid(warm):
 
 def test_fusion_needs_valid_examples(warm):
   ds, split, target, ctx, model, _ = warm
-  empty = protocols.EvalSet(user=np.zeros(0, np.int32), target=np.zeros(0, np.int32),
-                            row=np.zeros(0, np.int64), hist_offsets=np.zeros(1, np.int64),
-                            hist_items=np.zeros(0, np.int32))
+  empty = protocols.EvalSet(
+    user=np.zeros(0, np.int32),
+    target=np.zeros(0, np.int32),
+    row=np.zeros(0, np.int64),
+    hist_offsets=np.zeros(1, np.int64),
+    hist_items=np.zeros(0, np.int32),
+  )
   no_valid = dataclasses.replace(
-      split, eval={**split.eval, target: {**split.eval[target], "valid": empty}})
+    split, eval={**split.eval, target: {**split.eval[target], "valid": empty}}
+  )
   ctx2 = dataclasses.replace(ctx, split=no_valid)
   with pytest.raises(ValueError, match="neighbour_blend needs valid examples"):
     recommend.fuse_neighbours(model, ctx2, [0.0, 1.0], metric="ndcg@10")
@@ -113,6 +119,7 @@ def test_bad_metric_is_refused(warm):
 
 def test_check_config_refuses_a_bad_selection_metric_before_any_stage():
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   c = tiny.get_config()
   with c.unlocked():
     c.recommend.neighbour_blend = "0.1,1"
@@ -121,4 +128,4 @@ def test_check_config_refuses_a_bad_selection_metric_before_any_stage():
     recommend.check_config(c)
   with c.unlocked():
     c.recommend.sequential.select_metric = "recall@20"
-  recommend.check_config(c)          # a good one passes
+  recommend.check_config(c)  # a good one passes

@@ -21,8 +21,9 @@ def test_normalize_counts_missing_text():
   assert out.log.notes["A"]["missing_text"] == 1
 
 
-@pytest.mark.parametrize("keep,expected_orders", [("first", [0, 1]), ("last", [1, 2]),
-                                                  ("all", [0, 1, 2])])
+@pytest.mark.parametrize(
+  "keep,expected_orders", [("first", [0, 1]), ("last", [1, 2]), ("all", [0, 1, 2])]
+)
 def test_dedup(keep, expected_orders):
   # u: item0 at t0, item1 at t1, item0 again at t2
   ds = make_dataset({"A": [("u", 0, 0), ("u", 1, 1), ("u", 0, 2)]})
@@ -38,8 +39,9 @@ def test_dedup_bad_value():
 
 
 def test_drop_items_without_text_reindexes_and_counts():
-  ds = make_dataset({"A": [("u", 0, 0), ("u", 1, 1), ("v", 2, 0), ("v", 1, 1)]},
-                    texts={"A": ["a", "", "c"]})
+  ds = make_dataset(
+    {"A": [("u", 0, 0), ("u", 1, 1), ("v", 2, 0), ("v", 1, 1)]}, texts={"A": ["a", "", "c"]}
+  )
   out = prep.drop_items_without_text(ds)
   d = out.domains["A"]
   assert d.items.ids.tolist() == ["A0", "A2"]
@@ -50,8 +52,17 @@ def test_drop_items_without_text_reindexes_and_counts():
 def test_kcore_is_iterative():
   # k=2.  Item 3 has one interaction → removed; then user w has 1 left → removed; then item 2
   # (only w and x) drops to 1 → removed; x drops to 1 → removed.  u, v with items 0, 1 survive.
-  rows = [("u", 0, 0), ("u", 1, 1), ("v", 0, 0), ("v", 1, 1),
-          ("w", 2, 0), ("w", 3, 1), ("x", 2, 0), ("x", 4, 1), ("y", 4, 0)]
+  rows = [
+    ("u", 0, 0),
+    ("u", 1, 1),
+    ("v", 0, 0),
+    ("v", 1, 1),
+    ("w", 2, 0),
+    ("w", 3, 1),
+    ("x", 2, 0),
+    ("x", 4, 1),
+    ("y", 4, 0),
+  ]
   ds = make_dataset({"A": rows})
   out = prep.kcore(ds, 2, 2)
   d = out.domains["A"]
@@ -72,10 +83,22 @@ def test_kcore_keep_catalogue():
 
 
 def test_preprocess_pipeline_and_empty_domain_error():
-  cfg = mlc.ConfigDict(dict(dedup="first", drop_items_without_text=True, kcore=2, user_k=-1,
-                            item_k=-1, kcore_prune_catalogue=True))
-  ds = make_dataset({"A": [("u", 0, 0), ("u", 1, 1), ("v", 0, 0), ("v", 1, 1), ("u", 0, 3)],
-                     "B": [("u", 0, 0), ("v", 1, 0)]})
+  cfg = mlc.ConfigDict(
+    dict(
+      dedup="first",
+      drop_items_without_text=True,
+      kcore=2,
+      user_k=-1,
+      item_k=-1,
+      kcore_prune_catalogue=True,
+    )
+  )
+  ds = make_dataset(
+    {
+      "A": [("u", 0, 0), ("u", 1, 1), ("v", 0, 0), ("v", 1, 1), ("u", 0, 3)],
+      "B": [("u", 0, 0), ("v", 1, 0)],
+    }
+  )
   with pytest.raises(DataError, match="no interactions left"):
     prep.preprocess(ds, cfg)
   cfg.kcore = 0
@@ -86,9 +109,20 @@ def test_preprocess_pipeline_and_empty_domain_error():
 
 def _subsample_world():
   # u, v in both domains; w, x, y in A only; z in B only.  Item A4 is used by y alone.
-  return make_dataset({"A": [("u", 0, 0), ("u", 1, 1), ("v", 1, 0), ("w", 2, 0), ("w", 3, 1),
-                             ("x", 0, 0), ("y", 4, 0)],
-                       "B": [("u", 0, 0), ("v", 1, 0), ("v", 0, 1), ("z", 2, 0)]})
+  return make_dataset(
+    {
+      "A": [
+        ("u", 0, 0),
+        ("u", 1, 1),
+        ("v", 1, 0),
+        ("w", 2, 0),
+        ("w", 3, 1),
+        ("x", 0, 0),
+        ("y", 4, 0),
+      ],
+      "B": [("u", 0, 0), ("v", 1, 0), ("v", 0, 1), ("z", 2, 0)],
+    }
+  )
 
 
 def _kept_users(ds):
@@ -102,9 +136,11 @@ def test_subsample_users_keeps_whole_users_in_every_domain_and_counts():
   assert len(kept) == 3
   for name, d in ds.domains.items():
     o = out.domains[name]
-    names = lambda dom: sorted((dom.items.ids[i], dom.inter.order[j])
-                               for j, i in enumerate(dom.inter.item)
-                               if ds.user_ids[dom.inter.user[j]] in kept)
+    names = lambda dom: sorted(
+      (dom.items.ids[i], dom.inter.order[j])
+      for j, i in enumerate(dom.inter.item)
+      if ds.user_ids[dom.inter.user[j]] in kept
+    )
     # every row of a kept user survives (same item ids and order keys), no other row does
     assert names(o) == names(d)
     assert {ds.user_ids[u] for u in o.inter.user} == {ds.user_ids[u] for u in d.inter.user} & kept
@@ -133,10 +169,20 @@ def test_subsample_overlap_first_takes_multi_domain_users_first():
 
 
 def test_preprocess_runs_the_subsample_from_config():
-  cfg = mlc.ConfigDict(dict(dedup="first", drop_items_without_text=True, kcore=0, user_k=-1,
-                            item_k=-1, kcore_prune_catalogue=True, max_users=2,
-                            subsample="overlap_first", subsample_seed=0))
+  cfg = mlc.ConfigDict(
+    dict(
+      dedup="first",
+      drop_items_without_text=True,
+      kcore=0,
+      user_k=-1,
+      item_k=-1,
+      kcore_prune_catalogue=True,
+      max_users=2,
+      subsample="overlap_first",
+      subsample_seed=0,
+    )
+  )
   out = prep.preprocess(_subsample_world(), cfg)
   assert _kept_users(out) == {"u", "v"}
-  assert out.log.dropped["A"]["subsample_interactions"] == 4   # w, x, y's rows
-  assert out.log.dropped["B"]["subsample_interactions"] == 1   # z's row
+  assert out.log.dropped["A"]["subsample_interactions"] == 4  # w, x, y's rows
+  assert out.log.dropped["B"]["subsample_interactions"] == 1  # z's row

@@ -12,8 +12,9 @@ from xdkt_jax.data.schema import GivenSplit
 def cfg(protocol, k=0, **data):
   d = dict(target_domain="T", use_cross_domain_order=False, use_given_user_split=True)
   d.update(data)
-  return mlc.ConfigDict(dict(protocol=protocol, protocol_k=k, seed=0, protocol_cold_frac=0.5,
-                             data=d))
+  return mlc.ConfigDict(
+    dict(protocol=protocol, protocol_k=k, seed=0, protocol_cold_frac=0.5, data=d)
+  )
 
 
 def world(n_users=40, tgt_len=7, seed=0, **kw):
@@ -89,9 +90,9 @@ def test_cold_start_k_shot_reveal(k):
     n_eval += len(es)
     for j in range(len(es)):
       r = target_rows_of(ds, es.user[j])
-      assert es.row[j] == r[k]                       # the next item after k revealed
-      assert set(r[:k].tolist()) <= train            # revealed rows train
-      assert not set(r[k:].tolist()) & train         # target and later rows never train
+      assert es.row[j] == r[k]  # the next item after k revealed
+      assert set(r[:k].tolist()) <= train  # revealed rows train
+      assert not set(r[k:].tolist()) & train  # target and later rows never train
       assert es.history(j).tolist() == d.inter.item[r[:k]].tolist()
   if k == 5:
     assert n_eval == 0 and sp.info["excluded_users_too_few_target_rows"] == 20
@@ -102,8 +103,9 @@ def test_cold_start_k_shot_reveal(k):
 
 def test_cold_start_users_are_the_same_across_k():
   ds = world()
-  users = [np.sort(P.make_split(ds, cfg("cold_start", k)).eval["T"]["test"].user)
-           for k in (0, 1, 3)]
+  users = [
+    np.sort(P.make_split(ds, cfg("cold_start", k)).eval["T"]["test"].user) for k in (0, 1, 3)
+  ]
   assert all(np.array_equal(users[0], u) for u in users)
 
 
@@ -156,11 +158,15 @@ def given_world():
   seqs = [d.inter.item[target_rows_of(ds, u)] for u in users]
   parts = {}
   for part, cut in (("train", 2), ("valid", 1), ("test", 0)):
-    hs = [q[:len(q) - cut - 1] for q in seqs]
+    hs = [q[: len(q) - cut - 1] for q in seqs]
     off = np.zeros(len(users) + 1, np.int64)
     np.cumsum([len(h) for h in hs], out=off[1:])
-    parts[part] = (users.astype(np.int32), off, np.concatenate(hs).astype(np.int32),
-                   np.array([q[len(q) - cut - 1] for q in seqs], np.int32))
+    parts[part] = (
+      users.astype(np.int32),
+      off,
+      np.concatenate(hs).astype(np.int32),
+      np.array([q[len(q) - cut - 1] for q in seqs], np.int32),
+    )
   ds.domains["T"] = dataclasses.replace(d, given_split=GivenSplit(parts))
   return ds, seqs
 
@@ -180,8 +186,9 @@ def test_leakage_check_catches_leaks():
   sp = P.make_split(ds, cfg("warm"))
   P.check_leakage(ds, sp)  # clean
   te = sp.eval["T"]["test"]
-  bad = dataclasses.replace(sp, train_rows=dict(sp.train_rows,
-                                                T=np.sort(np.r_[sp.train_rows["T"], te.row[0]])))
+  bad = dataclasses.replace(
+    sp, train_rows=dict(sp.train_rows, T=np.sort(np.r_[sp.train_rows["T"], te.row[0]]))
+  )
   with pytest.raises(P.LeakageError, match="also training rows"):
     P.check_leakage(ds, bad)
   # same (user, item) pair present in training through another row
@@ -194,8 +201,9 @@ def test_leakage_check_catches_leaks():
     P.check_leakage(ds, sp)
   # valid and test sharing a target row
   va = sp.eval["T"]["valid"]
-  bad = dataclasses.replace(sp, eval={"T": {"valid": va, "test": dataclasses.replace(
-      va, user=va.user.copy())}})
+  bad = dataclasses.replace(
+    sp, eval={"T": {"valid": va, "test": dataclasses.replace(va, user=va.user.copy())}}
+  )
   d.inter.item[other] = (te.target[j] + 1) % d.n_items
   with pytest.raises(P.LeakageError):
     P.check_leakage(ds, bad)
@@ -215,7 +223,7 @@ def test_train_sequences_are_ordered_training_items():
   off, items = P.train_sequences(ds, sp, "T", consumer="test")
   u = 3
   r = target_rows_of(ds, u)
-  assert items[off[u]:off[u + 1]].tolist() == ds.domains["T"].inter.item[r[:-2]].tolist()
+  assert items[off[u] : off[u + 1]].tolist() == ds.domains["T"].inter.item[r[:-2]].tolist()
 
 
 def test_split_fingerprint_changes_with_protocol():

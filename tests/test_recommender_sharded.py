@@ -39,8 +39,9 @@ WORKER = textwrap.dedent("""
 
 
 def _run(n):
-  r = subprocess.run([sys.executable, "-c", WORKER, str(n)], cwd=ROOT, capture_output=True,
-                     text=True, timeout=600)
+  r = subprocess.run(
+    [sys.executable, "-c", WORKER, str(n)], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   return json.loads(next(l for l in r.stdout.splitlines() if l.startswith("RESULT "))[7:])
 

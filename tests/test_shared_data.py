@@ -21,7 +21,8 @@ def _data_dir() -> Path:
 
 DATA = _data_dir()
 pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"shared data not found at {DATA} (set XDKT_SHARED_DATA)")
+  not DATA.is_dir(), reason=f"shared data not found at {DATA} (set XDKT_SHARED_DATA)"
+)
 
 
 # Speed is measured in CPU seconds (time.process_time): CI runs test files in parallel on two
@@ -50,14 +51,15 @@ def bst():
 def test_art_office_counts(art_office):
   ds, seconds = art_office
   assert ds.log.raw == {
-      "Art": {"users": 9_577, "items": 18_639, "interactions": 110_877},
-      "Office": {"users": 9_577, "items": 19_757, "interactions": 97_664}}
+    "Art": {"users": 9_577, "items": 18_639, "interactions": 110_877},
+    "Office": {"users": 9_577, "items": 19_757, "interactions": 97_664},
+  }
   assert ds.n_users == 9_577 and ds.overlap() == {"Art|Office": 9_577}
   assert ds.log.dropped == {}
-  assert len(np.unique(ds.domains["Office"].inter.item)) == 15_780   # catalogue items used
+  assert len(np.unique(ds.domains["Office"].inter.item)) == 15_780  # catalogue items used
   split, n = np.unique(ds.user_split, return_counts=True)
   assert dict(zip(split.tolist(), n.tolist())) == {"train": 8_000, "valid": 577, "test": 1_000}
-  assert ds.real_timestamps is False                 # timestamps are positions here
+  assert ds.real_timestamps is False  # timestamps are positions here
   assert list(ds.domains["Art"].items.text) == ["title", "categories"]
   assert seconds < 2.0, f"Art+Office took {seconds:.2f} CPU s"
 
@@ -67,11 +69,10 @@ def test_scientific_counts_and_given_split(scientific):
   sci = ds.domains["Scientific"]
   assert ds.log.raw == {"Scientific": {"users": 8_442, "items": 4_385, "interactions": 59_384}}
   assert ds.n_users == 8_442 and len(sci.inter) == 59_384
-  assert sci.items.ids[0] == "B00TNNWMXI"            # row i = item2index i
+  assert sci.items.ids[0] == "B00TNNWMXI"  # row i = item2index i
   assert (sci.items.text["text"] != "").all()
   parts = sci.given_split.parts
-  assert {p: len(parts[p][0]) for p in parts} == {"train": 34_101, "valid": 8_442,
-                                                  "test": 8_442}
+  assert {p: len(parts[p][0]) for p in parts} == {"train": 34_101, "valid": 8_442, "test": 8_442}
   # Each test target is the last interaction of its user's sequence.
   user, _, _, target = parts["test"]
   last = np.flatnonzero(np.r_[sci.inter.user[1:] != sci.inter.user[:-1], True])
@@ -86,9 +87,10 @@ def test_scientific_shares_reviewers_with_art_office(scientific, art_office):
 def test_beauty_sports_toys_counts(bst):
   ds, seconds = bst
   assert ds.log.raw == {
-      "Beauty": {"users": 22_363, "items": 12_101, "interactions": 198_502},
-      "Sports": {"users": 35_598, "items": 18_357, "interactions": 296_337},
-      "Toys": {"users": 19_412, "items": 11_924, "interactions": 167_597}}
+    "Beauty": {"users": 22_363, "items": 12_101, "interactions": 198_502},
+    "Sports": {"users": 35_598, "items": 18_357, "interactions": 296_337},
+    "Toys": {"users": 19_412, "items": 11_924, "interactions": 167_597},
+  }
   assert ds.overlap() == {"Beauty|Sports": 1_625, "Beauty|Toys": 2_073, "Sports|Toys": 1_734}
   assert ds.log.dropped == {}
   assert seconds < 5.0, f"Beauty+Sports+Toys took {seconds:.2f} CPU s"
@@ -107,6 +109,7 @@ def test_scientific_given_split_keeps_repeat_purchases(scientific):
   import ml_collections  # pylint: disable=import-outside-toplevel
   from configs import amazon_scientific  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data import protocols  # pylint: disable=import-outside-toplevel
+
   cfg = ml_collections.ConfigDict(amazon_scientific.get_config().to_dict())
   split = protocols.make_split(scientific, cfg)
   assert len(split.eval["Scientific"]["test"]) == 8_442

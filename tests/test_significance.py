@@ -22,8 +22,9 @@ def test_two_level_means_equal_the_loop_reference_for_the_same_draws():
   v = rng.random((3, 17))
   seeds_ = rng.integers(0, 3, (25, 3))
   users_ = rng.integers(0, 17, (25, 17))
-  np.testing.assert_allclose(S.two_level_means(v, seeds_, users_),
-                             _slow_two_level_means(v, seeds_, users_), rtol=1e-12)
+  np.testing.assert_allclose(
+    S.two_level_means(v, seeds_, users_), _slow_two_level_means(v, seeds_, users_), rtol=1e-12
+  )
 
 
 @pytest.mark.parametrize("cached", [True, False])
@@ -46,7 +47,7 @@ def test_two_level_ci_reference_quantiles_and_determinism(cached, monkeypatch):
 
 
 def test_streamed_draws_equal_kept_draws_across_blocks(monkeypatch):
-  v = np.random.default_rng(8).random((2, 9000))     # 2M // 9000 = 222 rows a block: 3 blocks
+  v = np.random.default_rng(8).random((2, 9000))  # 2M // 9000 = 222 rows a block: 3 blocks
   kept = S.two_level_ci(v, n_boot=500, seed=3)
   monkeypatch.setattr(S, "_CACHE_CELLS", 0)
   assert S.two_level_ci(v, n_boot=500, seed=3) == pytest.approx(kept, rel=1e-12)
@@ -62,7 +63,7 @@ def test_two_level_interval_carries_both_levels():
   lo, hi = S.two_level_ci(v, n_boot=4000, seed=0)
   var = a.var() / 5 + b.var() / 2000
   assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(var), rel=0.15)
-  u_lo, u_hi = S.two_level_ci(v.mean(0), n_boot=4000, seed=0)   # users only: narrower
+  u_lo, u_hi = S.two_level_ci(v.mean(0), n_boot=4000, seed=0)  # users only: narrower
   assert u_hi - u_lo < 0.8 * (hi - lo)
 
 
@@ -81,7 +82,7 @@ def test_holm_against_a_reference():
   # sorted: .005 .01 .03 .04 .2 times 5 4 3 2 1 → .025 .04 .09 .08 .2, monotone → .09 for .04
   want = {0.005: 0.025, 0.01: 0.04, 0.03: 0.09, 0.04: 0.09, 0.2: 0.2}
   np.testing.assert_allclose(S.holm(p), [want[x] for x in p])
-  np.testing.assert_allclose(S.holm([0.6, 0.7]), [1.0, 1.0])   # capped at 1
+  np.testing.assert_allclose(S.holm([0.6, 0.7]), [1.0, 1.0])  # capped at 1
   assert S.holm([0.03]).tolist() == [0.03]
 
 
@@ -118,7 +119,7 @@ def test_a_p_value_below_alpha_is_not_enough_when_the_interval_spans_zero():
   two-level interval includes 0, so the verdict is 'not significant'."""
   rng = np.random.default_rng(6)
   control = np.tile(rng.random(3000), (3, 1))
-  shift = np.array([0.02, 0.02, -0.03])[:, None]      # seed-level disagreement
+  shift = np.array([0.02, 0.02, -0.03])[:, None]  # seed-level disagreement
   method = control + shift + 0.004 + rng.normal(0, 0.001, (3, 3000))
   g = S.correct({"m": S.compare(method, control)}, alpha=0.05)["m"]
   assert g["p_ttest"] < 1e-6
@@ -127,8 +128,7 @@ def test_a_p_value_below_alpha_is_not_enough_when_the_interval_spans_zero():
 
 
 def test_holm_changes_the_verdict_of_a_borderline_family_member():
-  fam = {f"m{i}": {"p_ttest": p, "ci95": [0.01, 0.02]} for i, p in
-         enumerate([0.03, 0.04, 0.5])}
+  fam = {f"m{i}": {"p_ttest": p, "ci95": [0.01, 0.02]} for i, p in enumerate([0.03, 0.04, 0.5])}
   out = S.correct(fam, alpha=0.05)
   assert not out["m0"]["significant"] and out["m0"]["p_holm"] == pytest.approx(0.09)
   assert out["m0"]["family_size"] == 3
@@ -147,7 +147,7 @@ def test_negative_gain_warns_loudly_and_identical_runs_do_not():
 def test_pairing_rules_and_bad_input():
   a = np.arange(12.0).reshape(3, 4)
   det = np.ones(4)
-  np.testing.assert_array_equal(S.paired_differences(a, det), a - 1)   # broadcast one run
+  np.testing.assert_array_equal(S.paired_differences(a, det), a - 1)  # broadcast one run
   np.testing.assert_array_equal(S.paired_differences(a, a[:2]), a[:2] - a[:2])
   with pytest.raises(ValueError, match="users"):
     S.paired_differences(a, np.ones(5))

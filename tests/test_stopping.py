@@ -30,7 +30,7 @@ def test_a_swallowed_request_is_honoured_at_the_next_check():
     try:
       os.kill(os.getpid(), signal.SIGTERM)
     except stopping.Preempted:
-      pass                      # e.g. raised inside a finaliser, printed and ignored
+      pass  # e.g. raised inside a finaliser, printed and ignored
   with pytest.raises(stopping.Preempted, match="between stages"):
     stopping.check("between stages")
   with pytest.raises(stopping.Preempted, match="lazy"):

@@ -28,8 +28,14 @@ def world():
 def _arrays(ds):
   out = []
   for d in ds.domains.values():
-    out += [d.inter.user, d.inter.item, d.inter.order, d.inter.rating, d.items.ids,
-            *d.items.text.values()]
+    out += [
+      d.inter.user,
+      d.inter.item,
+      d.inter.order,
+      d.inter.rating,
+      d.items.ids,
+      *d.items.text.values(),
+    ]
   return out
 
 
@@ -71,8 +77,11 @@ def test_structure_and_sizes(world):
     assert d.inter.order.dtype == np.float64 and d.inter.rating.dtype == np.float32
     assert d.inter.item.min() >= 0 and d.inter.item.max() < d.n_items
     assert set(np.unique(d.inter.rating)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
-    assert ds.log.raw[name] == {"users": len(d.users()), "items": d.n_items,
-                                "interactions": len(d.inter)}
+    assert ds.log.raw[name] == {
+      "users": len(d.users()),
+      "items": d.n_items,
+      "interactions": len(d.inter),
+    }
     # Every active user has >= 3 interactions in the domain.
     assert np.bincount(d.inter.user)[d.users()].min() >= 3
 
@@ -83,13 +92,14 @@ def test_timestamps_are_one_real_clock_per_user(world):
   t = np.concatenate([d.inter.order for d in ds.domains.values()])
   o = np.lexsort((t, user))
   same = user[o][1:] == user[o][:-1]
-  assert (np.diff(t[o])[same] > 0).all()      # strictly increasing, even across domains
+  assert (np.diff(t[o])[same] > 0).all()  # strictly increasing, even across domains
   assert np.all(t == np.round(t)) and t.min() > 1e9
 
 
-@pytest.mark.parametrize("domains,overlap", [(("Books", "Movies"), 0.5),
-                                             (("Books", "Movies", "Music"), 0.3),
-                                             (("Books", "Movies"), 0.0)])
+@pytest.mark.parametrize(
+  "domains,overlap",
+  [(("Books", "Movies"), 0.5), (("Books", "Movies", "Music"), 0.3), (("Books", "Movies"), 0.0)],
+)
 def test_overlap_fraction(domains, overlap):
   ds = synthetic.generate(_cfg(domains=domains, overlap=overlap))
   n_active = np.zeros(ds.n_users, int)
@@ -155,8 +165,11 @@ def test_choices_follow_taste(world):
   d = ds.domains["Movies"]
   lat = w.domains["Movies"]
   aff = np.einsum("nd,nd->n", w.user_taste[d.inter.user], lat.vec[d.inter.item])
-  rnd = np.einsum("nd,nd->n", w.user_taste[d.inter.user],
-                  lat.vec[np.random.default_rng(0).integers(d.n_items, size=len(d.inter))])
+  rnd = np.einsum(
+    "nd,nd->n",
+    w.user_taste[d.inter.user],
+    lat.vec[np.random.default_rng(0).integers(d.n_items, size=len(d.inter))],
+  )
   assert aff.mean() > rnd.mean() + 0.2
   # Ratings are correlated with affinity.
   assert np.corrcoef(aff, d.inter.rating)[0, 1] > 0.3
@@ -186,8 +199,9 @@ def test_sampler_matches_softmax():
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(3, 7)).astype(np.float32) * 2
   counts = np.array([60_000, 1, 60_000])
-  out = sampling.sample_grouped(lambda lo, hi: logits[lo:hi].copy(), counts, 7, rng,
-                                chunk_elems=14)          # 2 groups per chunk
+  out = sampling.sample_grouped(
+    lambda lo, hi: logits[lo:hi].copy(), counts, 7, rng, chunk_elems=14
+  )  # 2 groups per chunk
   p = np.exp(logits - logits.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
   for g, (a, b) in enumerate([(0, 60_000), (60_001, 120_001)]):
@@ -200,8 +214,9 @@ def test_sampler_two_level_path_matches_softmax():
   rng = np.random.default_rng(1)
   row = (rng.normal(size=100) * 1.5).astype(np.float32)
   counts = np.ones(40_000, np.int64)
-  out = sampling.sample_grouped(lambda lo, hi: np.tile(row, (hi - lo, 1)), counts, 100,
-                                rng, block=32)
+  out = sampling.sample_grouped(
+    lambda lo, hi: np.tile(row, (hi - lo, 1)), counts, 100, rng, block=32
+  )
   p = np.exp(row - row.max())
   p /= p.sum()
   np.testing.assert_allclose(np.bincount(out, minlength=100) / len(out), p, atol=0.01)

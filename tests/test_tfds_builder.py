@@ -34,7 +34,7 @@ def _assert_same(a, b):
       assert (x is None) == (y is None), k
       if x is not None:
         assert x.dtype == y.dtype, k
-        np.testing.assert_array_equal(x, y)            # exact, float64 order included
+        np.testing.assert_array_equal(x, y)  # exact, float64 order included
     assert (da.given_split is None) == (db.given_split is None)
     if da.given_split is not None:
       assert list(da.given_split.parts) == list(db.given_split.parts)
@@ -48,24 +48,29 @@ def _assert_same(a, b):
 
 def test_recbole_round_trip(tmp_path):
   m = tmp_path / "manual"
-  _write(m / "Art.inter", "user_id:token\titem_id:token\ttimestamp:float\trating:float\n"
-         "u1\ta1\t1600000000.123456\t5\nu2\ta2\t2\t3\nu1\ta2\t3\t4\nu3\tzz\t4\t1\n")
-  _write(m / "Art.item", "item_id:token\ttitle:token_seq\tcategories:token_seq\n"
-         "a1\tred pen\tarts\na2\tcafé ink\t\n")
+  _write(
+    m / "Art.inter",
+    "user_id:token\titem_id:token\ttimestamp:float\trating:float\n"
+    "u1\ta1\t1600000000.123456\t5\nu2\ta2\t2\t3\nu1\ta2\t3\t4\nu3\tzz\t4\t1\n",
+  )
+  _write(
+    m / "Art.item",
+    "item_id:token\ttitle:token_seq\tcategories:token_seq\na1\tred pen\tarts\na2\tcafé ink\t\n",
+  )
   _write(m / "Office.inter", "user_id:token\titem_id:token\nu9\to1\nu1\to1\n")
   _write(m / "users.tsv", "user_id\tsplit\nu1\ttrain\nu9\ttest\n")
   direct = read("recbole", str(m), on_unknown_item="drop")
-  builder = build(m, tmp_path / "tfds", fmt="recbole", name="art_office",
-                  on_unknown_item="drop")
+  builder = build(m, tmp_path / "tfds", fmt="recbole", name="art_office", on_unknown_item="drop")
   src = builder.as_data_source()
   assert set(src) == {"interactions", "items", "users"}
-  assert len(src["interactions"]) == 4 and len(src["items"]) == 3   # one per (domain, user)
-  first = src["interactions"][0]                                     # TFDS's own decoding
+  assert len(src["interactions"]) == 4 and len(src["items"]) == 3  # one per (domain, user)
+  first = src["interactions"][0]  # TFDS's own decoding
   assert first["domain"] == b"Art" and first["user"] == 0
-  np.testing.assert_array_equal(first["items"], [0, 1])              # u1's rows, file order
+  np.testing.assert_array_equal(first["items"], [0, 1])  # u1's rows, file order
   np.testing.assert_array_equal(first["rows"], [0, 2])
-  np.testing.assert_array_equal(np.asarray(first["order_bits"], np.int64).view(np.float64),
-                                [1600000000.123456, 3])
+  np.testing.assert_array_equal(
+    np.asarray(first["order_bits"], np.int64).view(np.float64), [1600000000.123456, 3]
+  )
   assert builder.info.file_format.value == "array_record"
   back = load_tfds(builder)
   _assert_same(direct, back)
@@ -92,9 +97,16 @@ def test_unisrec_given_split_round_trip(tmp_path):
 
 def test_amazon_round_trip(tmp_path):
   m = tmp_path / "manual"
-  _write(m / "Toys.jsonl", "".join(json.dumps(r) + "\n" for r in [
-      {"user_id": "U1", "parent_asin": "P1", "rating": 4.0, "timestamp": 1600000000123},
-      {"user_id": "U2", "parent_asin": "P1", "rating": 2.0, "timestamp": 1600000000999}]))
+  _write(
+    m / "Toys.jsonl",
+    "".join(
+      json.dumps(r) + "\n"
+      for r in [
+        {"user_id": "U1", "parent_asin": "P1", "rating": 4.0, "timestamp": 1600000000123},
+        {"user_id": "U2", "parent_asin": "P1", "rating": 2.0, "timestamp": 1600000000999},
+      ]
+    ),
+  )
   _write(m / "meta_Toys.jsonl", json.dumps({"parent_asin": "P1", "title": "Ball"}) + "\n")
   back = load_tfds(build(m, tmp_path / "tfds", fmt="amazon"))
   _assert_same(read("amazon", str(m)), back)
@@ -110,7 +122,11 @@ def test_bad_manual_dir_is_a_data_error(tmp_path):
 
 def test_load_unprepared_builder_is_a_data_error(tmp_path):
   from xdkt_jax.data.tfds_builder import XdktCrossDomain
-  builder = XdktCrossDomain(config="recbole", data_dir=str(tmp_path / "empty"),
-                            file_format=tfds.core.FileFormat.ARRAY_RECORD)
+
+  builder = XdktCrossDomain(
+    config="recbole",
+    data_dir=str(tmp_path / "empty"),
+    file_format=tfds.core.FileFormat.ARRAY_RECORD,
+  )
   with pytest.raises(DataError, match="not prepared"):
     load_tfds(builder)

@@ -14,9 +14,9 @@ def test_tokenize_truncates_pads_and_caches(tmp_path):
   out = T.tokenize_items(ds(texts), tokenizer="minilm", max_len=16, cache_dir=str(tmp_path))
   ids, mask = out.ids["A"], out.mask["A"]
   assert ids.shape == (3, 16) and ids.dtype == np.int32
-  assert mask[0].sum() == 5          # [CLS] red pencil set [SEP]
-  assert mask[1].sum() == 16         # truncated at max_len
-  assert mask[2].sum() == 2          # [CLS] [SEP]
+  assert mask[0].sum() == 5  # [CLS] red pencil set [SEP]
+  assert mask[1].sum() == 16  # truncated at max_len
+  assert mask[2].sum() == 2  # [CLS] [SEP]
   assert (ids[mask == 0] == out.pad_id).all()
   assert not out.cache_hit
   again = T.tokenize_items(ds(texts), tokenizer="minilm", max_len=16, cache_dir=str(tmp_path))

@@ -20,15 +20,22 @@ from xdkt_jax.train import trainer as trainer_lib
 def test_warmup_rule():
   assert trainer_lib.warmup_steps(-1, 100) == 10
   assert trainer_lib.warmup_steps(30, 100) == 30
-  assert trainer_lib.warmup_steps(30, 20) == 19      # kept below the step count
+  assert trainer_lib.warmup_steps(30, 20) == 19  # kept below the step count
   assert trainer_lib.warmup_steps(5, 0) == 0
 
 
 def _build(cfg, mesh, mngr=None):
-  return trainer_lib.build(harness.toy_init_fn(), harness.toy_loss_fn, dict(cfg.optim),
-                           init_key=jax.random.key(cfg.train.seed), mesh=mesh,
-                           rules=cfg.rules, loop_key=jax.random.key(cfg.train.seed + 1),
-                           ckpt_mngr=mngr, log_lr=False)
+  return trainer_lib.build(
+    harness.toy_init_fn(),
+    harness.toy_loss_fn,
+    dict(cfg.optim),
+    init_key=jax.random.key(cfg.train.seed),
+    mesh=mesh,
+    rules=cfg.rules,
+    loop_key=jax.random.key(cfg.train.seed + 1),
+    ckpt_mngr=mngr,
+    log_lr=False,
+  )
 
 
 def _params(state):
@@ -40,12 +47,19 @@ def test_equals_the_engine_assembled_by_hand():
   mesh = mesh_lib.make_mesh(cfg.mesh)
   _, _, init_state, step = harness.build(cfg, mesh)
   by_hand = loop_lib.train_loop(
-      state=init_state(), train_step=step, data=loop_lib.StepIndexedData(harness.toy_batch),
-      rng=jax.random.key(cfg.train.seed + 1), total_steps=6,
-      batch_sharding=mesh_lib.batch_sharding(mesh), log_every=1, progress=False)
+    state=init_state(),
+    train_step=step,
+    data=loop_lib.StepIndexedData(harness.toy_batch),
+    rng=jax.random.key(cfg.train.seed + 1),
+    total_steps=6,
+    batch_sharding=mesh_lib.batch_sharding(mesh),
+    log_every=1,
+    progress=False,
+  )
   trainer = _build(cfg, mesh)
-  got = trainer.run(loop_lib.StepIndexedData(harness.toy_batch), total_steps=6, stage="toy",
-                    log_every=1)
+  got = trainer.run(
+    loop_lib.StepIndexedData(harness.toy_batch), total_steps=6, stage="toy", log_every=1
+  )
   assert int(got.step) == 6 and trainer.state is got.state
   for a, b in zip(_params(by_hand.state), _params(got.state)):
     np.testing.assert_array_equal(a, b)
@@ -86,11 +100,14 @@ def test_a_sigterm_is_one_line_naming_the_stage_after_a_checkpoint(tmp_path):
 
   def batch_at(step):
     if step == 2:
-      os.kill(os.getpid(), signal.SIGTERM)   # the loop's handler turns it into a stop
+      os.kill(os.getpid(), signal.SIGTERM)  # the loop's handler turns it into a stop
     return harness.toy_batch(step)
 
-  with pytest.raises(stopping.Preempted, match=r"^adapt: stopped at step 3 on SIGTERM; "
-                                               "checkpoint saved"):
+  with pytest.raises(
+    stopping.Preempted,
+    match=r"^adapt: stopped at step 3 on SIGTERM; "
+    "checkpoint saved",
+  ):
     trainer.run(loop_lib.StepIndexedData(batch_at), total_steps=8, stage="adapt")
   mngr.wait_until_finished()
   assert mngr.latest_step() == 3

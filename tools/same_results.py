@@ -28,14 +28,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = ("timings_s",)   # wall-clock seconds differ run to run
+VOLATILE = ("timings_s",)  # wall-clock seconds differ run to run
 
 
 def comparable(path: Path, config_changes=()) -> dict:
   r = json.loads(Path(path).read_text())
   for k in VOLATILE:
     r.pop(k, None)
-  r.get("config", {}).get("data", {}).pop("cache_dir", None)   # each side has its own cache
+  r.get("config", {}).get("data", {}).pop("cache_dir", None)  # each side has its own cache
   for dotted in config_changes:
     *parents, leaf = dotted.split(".")
     section = r.get("config", {})
@@ -59,18 +59,34 @@ def differences(a, b, at: str = "") -> list[str]:
     if len(a) != len(b):
       return [f"{at}: {len(a)} entries vs {len(b)}"]
     return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{at}[{i}]")]
-  same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a)
-                   and math.isnan(b))   # an undefined metric (no user in a group) on both
+  same = a == b or (
+    isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+  )  # an undefined metric (no user in a group) on both
   return [] if same and type(a) is type(b) else [f"{at}: {a!r} vs {b!r}"]
 
 
 def run(code_root: Path, config: str, workdir: Path, cache: Path, overrides: list[str]) -> Path:
   env = {**os.environ, "PYTHONPATH": f"{code_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-  cmd = [sys.executable, "-m", "xdkt_jax.main", "run", f"--config={code_root / config}",
-         f"--workdir={workdir}", f"--config.data.cache_dir={cache}", *overrides]
+  cmd = [
+    sys.executable,
+    "-m",
+    "xdkt_jax.main",
+    "run",
+    f"--config={code_root / config}",
+    f"--workdir={workdir}",
+    f"--config.data.cache_dir={cache}",
+    *overrides,
+  ]
   print("$", " ".join(cmd), f"   (code from {code_root})", flush=True)
-  done = subprocess.run(cmd, cwd=code_root, env=env, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE, text=True, check=False)
+  done = subprocess.run(
+    cmd,
+    cwd=code_root,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    check=False,
+  )
   if done.returncode != 0:
     sys.exit(f"same_results: the run above failed ({done.returncode}):\n{done.stderr[-3000:]}")
   return workdir / "results.json"
@@ -95,10 +111,13 @@ def main() -> int:
   p.add_argument("--configs", default="configs/tiny.py")
   p.add_argument("--root", type=Path, default=None, help="where the runs go (default: a temp dir)")
   p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
-  p.add_argument("--config-changes", default="",
-                 help="comma-separated config keys (e.g. knowledge.user_mode) retired or added "
-                      "by the change: ignored in the config echo, and listed")
-  args, overrides = p.parse_known_args()   # the rest: --config.x=y flags for both runs
+  p.add_argument(
+    "--config-changes",
+    default="",
+    help="comma-separated config keys (e.g. knowledge.user_mode) retired or added "
+    "by the change: ignored in the config echo, and listed",
+  )
+  args, overrides = p.parse_known_args()  # the rest: --config.x=y flags for both runs
   args.overrides = overrides
   changes = [c for c in args.config_changes.split(",") if c]
   if args.compare:
@@ -106,10 +125,17 @@ def main() -> int:
   root = args.root or Path(tempfile.mkdtemp(prefix="same_results_"))
   ref_tree = root / "ref_code"
   if not ref_tree.exists():
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref_tree),
-                    args.ref], check=True, stdout=subprocess.DEVNULL)
-  sha = subprocess.run(["git", "-C", str(ref_tree), "rev-parse", "--short", "HEAD"],
-                       check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+      ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref_tree), args.ref],
+      check=True,
+      stdout=subprocess.DEVNULL,
+    )
+  sha = subprocess.run(
+    ["git", "-C", str(ref_tree), "rev-parse", "--short", "HEAD"],
+    check=True,
+    capture_output=True,
+    text=True,
+  ).stdout.strip()
   ok = True
   try:
     for config in args.configs.split(","):
@@ -118,8 +144,9 @@ def main() -> int:
       b = run(ROOT, config, root / f"new_{name}", root / f"new_{name}_cache", args.overrides)
       ok &= report(f"{config} at {sha} (A) vs the working tree (B)", a, b, changes)
   finally:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)],
-                   check=False)
+    subprocess.run(
+      ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)], check=False
+    )
   return 0 if ok else 1
 
 

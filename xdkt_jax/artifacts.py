@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 
 MANIFEST = "MANIFEST.json"
 MARKERS = ("DONE", "INPUTS", MANIFEST)
-UNSEALED_DIRS = ("ckpt", "logs")   # Orbax checkpoints and event logs: not outputs
+UNSEALED_DIRS = ("ckpt", "logs")  # Orbax checkpoints and event logs: not outputs
 T = TypeVar("T")
 
 
@@ -33,8 +33,12 @@ def _outputs(stage_dir: Path) -> list[Path]:
   out = []
   for p in sorted(stage_dir.rglob("*")):
     rel = p.relative_to(stage_dir)
-    if p.is_file() and rel.name not in MARKERS and not any(
-        part in UNSEALED_DIRS for part in rel.parts[:-1]) and rel.suffix != ".tmp":
+    if (
+      p.is_file()
+      and rel.name not in MARKERS
+      and not any(part in UNSEALED_DIRS for part in rel.parts[:-1])
+      and rel.suffix != ".tmp"
+    ):
       out.append(p)
   return out
 
@@ -43,8 +47,10 @@ def finish(stage_dir: Path, fp: str) -> None:
   """Seals a finished stage: MANIFEST.json of its outputs, then DONE (last, so a crash in
   between leaves an unfinished stage, never a finished one without its manifest)."""
   stage_dir = Path(stage_dir)
-  manifest = {str(p.relative_to(stage_dir)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-              for p in _outputs(stage_dir)}
+  manifest = {
+    str(p.relative_to(stage_dir)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    for p in _outputs(stage_dir)
+  }
   tmp = stage_dir / (MANIFEST + ".tmp")
   tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
   tmp.replace(stage_dir / MANIFEST)

@@ -20,44 +20,50 @@ _NONNEG = (lambda v: v >= 0, ">= 0")
 _FRAC_OPEN = (lambda v: 0 < v < 1, "in (0, 1)")
 _FRAC = (lambda v: 0 <= v < 1, "in [0, 1)")
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "protocol_k": _NONNEG,
-    "protocol_cold_frac": _FRAC_OPEN,
-    "data.max_text_len": _POS,
-    "data.max_users": _NONNEG,
-    "data.kcore": _NONNEG,
-    "adapt.target_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "adapt.freeze_layers": _NONNEG,
-    "adapt.head_warmup_steps": _NONNEG,
-    "knowledge.steps": _NONNEG,
-    "knowledge.batch_size": _POS,
-    "knowledge.heldout_frac": _FRAC,
-    "recommend.seeds": _POS,
-    "recommend.eval_batch_size": _POS,
-    "recommend.workers": _POS,
-    "recommend.sequential.hidden": _POS,
-    "recommend.sequential.layers": _POS,
-    "recommend.sequential.heads": _POS,
-    "recommend.sequential.mlp": _POS,
-    "recommend.sequential.max_len": _POS,
-    "recommend.sequential.batch": _POS,
-    "recommend.sequential.epochs": _POS,
-    "recommend.sequential.steps": _NONNEG,
-    "recommend.sequential.lr": _POS,
-    "recommend.sequential.dropout": _FRAC,
-    "recommend.sequential.attn_dropout": _FRAC,
-    "recommend.sequential.text_dropout": _FRAC,
-    "recommend.sequential.patience": _POS,
-    "eval.alpha": _FRAC_OPEN,
-    "eval.n_boot": (lambda v: v >= 100, ">= 100"),
+  "protocol_k": _NONNEG,
+  "protocol_cold_frac": _FRAC_OPEN,
+  "data.max_text_len": _POS,
+  "data.max_users": _NONNEG,
+  "data.kcore": _NONNEG,
+  "adapt.target_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+  "adapt.freeze_layers": _NONNEG,
+  "adapt.head_warmup_steps": _NONNEG,
+  "knowledge.steps": _NONNEG,
+  "knowledge.batch_size": _POS,
+  "knowledge.heldout_frac": _FRAC,
+  "recommend.seeds": _POS,
+  "recommend.eval_batch_size": _POS,
+  "recommend.workers": _POS,
+  "recommend.sequential.hidden": _POS,
+  "recommend.sequential.layers": _POS,
+  "recommend.sequential.heads": _POS,
+  "recommend.sequential.mlp": _POS,
+  "recommend.sequential.max_len": _POS,
+  "recommend.sequential.batch": _POS,
+  "recommend.sequential.epochs": _POS,
+  "recommend.sequential.steps": _NONNEG,
+  "recommend.sequential.lr": _POS,
+  "recommend.sequential.dropout": _FRAC,
+  "recommend.sequential.attn_dropout": _FRAC,
+  "recommend.sequential.text_dropout": _FRAC,
+  "recommend.sequential.patience": _POS,
+  "eval.alpha": _FRAC_OPEN,
+  "eval.n_boot": (lambda v: v >= 100, ">= 100"),
 }
 for _stage in ("pretrain", "adapt"):
-  RULES.update({f"{_stage}.steps": _NONNEG, f"{_stage}.batch_size": _POS,
-                f"{_stage}.lr": _POS, f"{_stage}.heldout_frac": _FRAC})
+  RULES.update(
+    {
+      f"{_stage}.steps": _NONNEG,
+      f"{_stage}.batch_size": _POS,
+      f"{_stage}.lr": _POS,
+      f"{_stage}.heldout_frac": _FRAC,
+    }
+  )
 CHOICES = {
-    "data.dedup": ("first", "last", "all"),
-    "data.subsample": ("uniform", "overlap_first"),
-    "data.on_unknown_item": ("error", "drop"),
-    "recommend.eval_part": ("valid", "test"),
+  "data.dedup": ("first", "last", "all"),
+  "data.subsample": ("uniform", "overlap_first"),
+  "data.on_unknown_item": ("error", "drop"),
+  "recommend.eval_part": ("valid", "test"),
 }
 
 
@@ -87,7 +93,7 @@ def unknown_overrides(argv: list[str], keys: list[str]) -> list[str]:
   bad = []
   for a in argv:
     if a.startswith("--config.") and "=" in a:
-      path = a[len("--config."):].split("=", 1)[0]
+      path = a[len("--config.") :].split("=", 1)[0]
       if path not in known and path not in prefixes:
         bad.append(path)
   return bad
@@ -121,8 +127,7 @@ def check(config) -> None:
   if ks is not None:
     parts = [x.strip() for x in str(ks).split(",") if x.strip()]
     if not parts or not all(x.isdigit() and int(x) > 0 for x in parts):
-      raise ValueError(f"config.recommend.ks must be comma-separated positive integers, "
-                       f"got {ks!r}")
+      raise ValueError(f"config.recommend.ks must be comma-separated positive integers, got {ks!r}")
 
 
 def check_workdir(workdir: str) -> None:
@@ -134,6 +139,8 @@ def check_workdir(workdir: str) -> None:
         what = "is a file" if q == p else f"lies under a file ({q})"
         raise ValueError(f"--workdir={workdir}: {what}; give a folder")
       if not os.access(q, os.W_OK | os.X_OK):
-        raise ValueError(f"--workdir={workdir}: {q} is not writable; choose another folder "
-                         "or change its permissions")
+        raise ValueError(
+          f"--workdir={workdir}: {q} is not writable; choose another folder "
+          "or change its permissions"
+        )
       return

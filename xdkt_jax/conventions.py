@@ -46,15 +46,19 @@ _FIXED = {"recbole_seq": "none", "recbole_cf": "all"}
 @dataclasses.dataclass(frozen=True)
 class EvalRule:
   convention: str
-  exclude_history: str     # none | train | all, resolved
+  exclude_history: str  # none | train | all, resolved
   ties: str = "pessimistic"
 
   def describe(self) -> str:
-    what = {"none": "no history masked (every catalogue item ranked)",
-            "train": "the items of the user's training rows masked",
-            "all": "the user's whole target-domain input history masked"}[self.exclude_history]
-    return (f"evaluation convention `{self.convention}`: {what}; ties pessimistic; the mask "
-            "never depends on the target")
+    what = {
+      "none": "no history masked (every catalogue item ranked)",
+      "train": "the items of the user's training rows masked",
+      "all": "the user's whole target-domain input history masked",
+    }[self.exclude_history]
+    return (
+      f"evaluation convention `{self.convention}`: {what}; ties pessimistic; the mask "
+      "never depends on the target"
+    )
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -65,17 +69,22 @@ def resolve(convention: str, exclude_history: str, *, target_has_given_split: bo
   contradicts its convention."""
   convention, exclude = str(convention), str(exclude_history)
   if convention not in CONVENTIONS:
-    raise ValueError(f"config.eval.convention must be one of {', '.join(CONVENTIONS)}, "
-                     f"got {convention!r}")
+    raise ValueError(
+      f"config.eval.convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+    )
   if exclude not in EXCLUDE_RULES + ("auto",):
-    raise ValueError(f"config.recommend.exclude_history must be one of "
-                     f"{', '.join(EXCLUDE_RULES + ('auto',))}, got {exclude!r}")
+    raise ValueError(
+      f"config.recommend.exclude_history must be one of "
+      f"{', '.join(EXCLUDE_RULES + ('auto',))}, got {exclude!r}"
+    )
   if convention in _FIXED:
     fixed = _FIXED[convention]
     if exclude not in ("auto", fixed):
-      raise ValueError(f"config.eval.convention={convention} ranks with exclude_history="
-                       f"{fixed}; exclude_history={exclude} is another convention (use "
-                       f"convention=xdkt to choose the rule yourself)")
+      raise ValueError(
+        f"config.eval.convention={convention} ranks with exclude_history="
+        f"{fixed}; exclude_history={exclude} is another convention (use "
+        f"convention=xdkt to choose the rule yourself)"
+      )
     return EvalRule(convention, fixed)
   if exclude == "auto":
     exclude = "none" if target_has_given_split else "all"
@@ -86,8 +95,11 @@ def rule_for(config, ds, target: str) -> EvalRule:
   """The run's rule from its config (`eval.convention`, `recommend.exclude_history`)."""
   ev = config.get("eval", None)
   convention = ev.get("convention", "xdkt") if ev is not None else "xdkt"
-  return resolve(convention, config.recommend.get("exclude_history", "auto"),
-                 target_has_given_split=ds.domains[target].given_split is not None)
+  return resolve(
+    convention,
+    config.recommend.get("exclude_history", "auto"),
+    target_has_given_split=ds.domains[target].given_split is not None,
+  )
 
 
 def check_rule_fits_split(rule: EvalRule, split, target: str) -> None:
@@ -99,7 +111,8 @@ def check_rule_fits_split(rule: EvalRule, split, target: str) -> None:
     repeats = sum(int(np.any(es.history(j) == es.target[j])) for j in range(len(es)))
     if repeats:
       raise ValueError(
-          f"config.eval.convention=recbole_cf: {repeats} {part} targets of {target!r} are "
-          "already in their own input history (repeated consumption); RecBole's general-model "
-          "mask (used items minus the positives) then depends on the label, which xdkt does "
-          "not compute.  Use convention=recbole_seq or xdkt")
+        f"config.eval.convention=recbole_cf: {repeats} {part} targets of {target!r} are "
+        "already in their own input history (repeated consumption); RecBole's general-model "
+        "mask (used items minus the positives) then depends on the label, which xdkt does "
+        "not compute.  Use convention=recbole_seq or xdkt"
+      )

@@ -44,15 +44,18 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 # Corpus.
 
+
 @dataclasses.dataclass
 class Corpus:
   """Per domain: training and held-out token arrays (disjoint items)."""
-  train: dict[str, dict[str, np.ndarray]]     # domain -> {'ids', 'mask'}
+
+  train: dict[str, dict[str, np.ndarray]]  # domain -> {'ids', 'mask'}
   heldout: dict[str, dict[str, np.ndarray]]
 
 
-def make_corpus(tok: TokenizedItems, *, domains: list[str], heldout_frac: float,
-                seed: int) -> Corpus:
+def make_corpus(
+  tok: TokenizedItems, *, domains: list[str], heldout_frac: float, seed: int
+) -> Corpus:
   train, held = {}, {}
   for d in domains:
     n = len(tok.ids[d])
@@ -68,8 +71,15 @@ class MixedBatches:
   """Deterministic batches mixing domains: `ratio` of each batch from `target` (when given),
   the rest from the other domains pooled.  batch_at(step) is a pure function of the step."""
 
-  def __init__(self, corpus: Corpus, batch_size: int, *, seed: int, target: str | None = None,
-               ratio: float = 0.5):
+  def __init__(
+    self,
+    corpus: Corpus,
+    batch_size: int,
+    *,
+    seed: int,
+    target: str | None = None,
+    ratio: float = 0.5,
+  ):
     parts = []
     if target is not None and 0 < ratio < 1 and len(corpus.train) > 1:
       n_t = max(1, min(batch_size - 1, int(round(batch_size * ratio))))
@@ -90,6 +100,7 @@ class MixedBatches:
 
 # ---------------------------------------------------------------------------------------------
 # Model, loss, evaluation.
+
 
 @dataclasses.dataclass
 class Special:
@@ -114,9 +125,15 @@ def lm_targets(cfg: EncoderConfig, special: Special, specials, rng, ids, mask):
   if cfg.causal:
     inputs, targets, weights = losses.causal_lm_inputs(ids_BxL=ids, mask_BxL=mask)
     return inputs, None, targets, weights
-  return losses.mlm_select(rng, ids_BxL=ids, mask_BxL=mask, mask_token_id=special.mask_token_id,
-                           vocab_size=cfg.vocab_size, special_ids_S=specials,
-                           max_predictions=max_predictions(ids.shape[1]))
+  return losses.mlm_select(
+    rng,
+    ids_BxL=ids,
+    mask_BxL=mask,
+    mask_token_id=special.mask_token_id,
+    vocab_size=cfg.vocab_size,
+    special_ids_S=specials,
+    max_predictions=max_predictions(ids.shape[1]),
+  )
 
 
 def make_loss_fn(model: LanguageModel, special: Special):
@@ -128,8 +145,14 @@ def make_loss_fn(model: LanguageModel, special: Special):
     k_mask, k_drop = jax.random.split(rng)
     ids, mask = batch["ids"], batch["mask"]
     inputs, positions, targets, weights = lm_targets(cfg, special, specials, k_mask, ids, mask)
-    logits = model.apply({"params": params}, inputs, mask, deterministic=False,
-                         rngs={"dropout": k_drop}, positions_BxP=positions)
+    logits = model.apply(
+      {"params": params},
+      inputs,
+      mask,
+      deterministic=False,
+      rngs={"dropout": k_drop},
+      positions_BxP=positions,
+    )
     loss, aux = losses.lm_loss(logits_BxLxV=logits, targets_BxL=targets, weights_BxL=weights)
     return loss, {"accuracy": aux["accuracy"], "n_tokens": aux["n_tokens"]}
 
@@ -145,8 +168,9 @@ def make_nll_fn(model: LanguageModel, special: Special):
   @jax.jit
   def nll(params, ids, mask, key):
     inputs, positions, targets, weights = lm_targets(cfg, special, specials, key, ids, mask)
-    logits = model.apply({"params": params}, inputs, mask, deterministic=True,
-                         positions_BxP=positions)
+    logits = model.apply(
+      {"params": params}, inputs, mask, deterministic=True, positions_BxP=positions
+    )
     _, aux = losses.lm_loss(logits_BxLxV=logits, targets_BxL=targets, weights_BxL=weights)
     return aux["nll_sum"], aux["n_tokens"]
 
@@ -162,18 +186,20 @@ def heldout_perplexity(nll_fn, params, data: dict, *, batch_size: int, seed: int
   for i, (b, _) in enumerate(batches):
     a, c = jax.device_get(nll_fn(params, b["ids"], b["mask"], jax.random.fold_in(base, i)))
     tot, n = tot + float(a), n + float(c)
-  return {"nll": tot / max(n, 1.0), "perplexity": math.exp(tot / max(n, 1.0)),
-          "n_tokens": int(n)}
+  return {"nll": tot / max(n, 1.0), "perplexity": math.exp(tot / max(n, 1.0)), "n_tokens": int(n)}
 
 
 def perplexity_by_domain(nll_fn, params, corpus: Corpus, *, batch_size, seed) -> dict:
-  return {d: heldout_perplexity(nll_fn, params, corpus.heldout[d], batch_size=batch_size,
-                                seed=seed)
-          for d in corpus.heldout if len(corpus.heldout[d]["ids"])}
+  return {
+    d: heldout_perplexity(nll_fn, params, corpus.heldout[d], batch_size=batch_size, seed=seed)
+    for d in corpus.heldout
+    if len(corpus.heldout[d]["ids"])
+  }
 
 
 # ---------------------------------------------------------------------------------------------
 # Where the weights start.
+
 
 def initial_encoder(config, special: Special):
   """(EncoderConfig, params) before any stage: `init_from` weights, or a preset from scratch."""
@@ -184,17 +210,28 @@ def initial_encoder(config, special: Special):
   if ec.init_from:
     cfg, params = hf_weights.load_pretrained(ec.init_from, seed=int(config.seed), **overrides)
     if cfg.vocab_size < special.vocab_size:
-      raise ValueError(f"config.encoder.init_from={ec.init_from!r} has vocab {cfg.vocab_size} "
-                       f"but tokenizer {config.data.tokenizer!r} has {special.vocab_size}")
+      raise ValueError(
+        f"config.encoder.init_from={ec.init_from!r} has vocab {cfg.vocab_size} "
+        f"but tokenizer {config.data.tokenizer!r} has {special.vocab_size}"
+      )
     return cfg, params
   preset = getattr(EncoderConfig, ec.preset, None)
   if preset is None:
-    raise ValueError(f"config.encoder.preset: unknown preset {ec.preset!r} "
-                     "(tiny | minilm | bert_base | gpt2_small)")
-  sizes = {k: int(ec[k]) for k in ("hidden_size", "num_layers", "num_heads", "mlp_dim")
-           if int(ec.get(k, 0)) > 0}
-  cfg = preset(vocab_size=special.vocab_size,
-               max_len=max(int(config.data.max_text_len), 8), **sizes, **overrides)
+    raise ValueError(
+      f"config.encoder.preset: unknown preset {ec.preset!r} "
+      "(tiny | minilm | bert_base | gpt2_small)"
+    )
+  sizes = {
+    k: int(ec[k])
+    for k in ("hidden_size", "num_layers", "num_heads", "mlp_dim")
+    if int(ec.get(k, 0)) > 0
+  }
+  cfg = preset(
+    vocab_size=special.vocab_size,
+    max_len=max(int(config.data.max_text_len), 8),
+    **sizes,
+    **overrides,
+  )
   if ec.family and cfg.family != ec.family:
     cfg = cfg.replace(family=ec.family)
   return cfg, None
@@ -211,9 +248,21 @@ def stage_encoder(workdir: Path, stage: str):
 # ---------------------------------------------------------------------------------------------
 # The stage runner.
 
-def train_lm(config, stage_cfg, enc_cfg: EncoderConfig, init_params, corpus: Corpus,
-             special: Special, stage_dir: Path, *, target: str | None, ratio: float,
-             freeze: list[str], log_fn=print):
+
+def train_lm(
+  config,
+  stage_cfg,
+  enc_cfg: EncoderConfig,
+  init_params,
+  corpus: Corpus,
+  special: Special,
+  stage_dir: Path,
+  *,
+  target: str | None,
+  ratio: float,
+  freeze: list[str],
+  log_fn=print,
+):
   """Runs one LM stage; returns (params, metrics dict).  Resumes from stage_dir/ckpt."""
   model = LanguageModel(enc_cfg)
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -226,11 +275,16 @@ def train_lm(config, stage_cfg, enc_cfg: EncoderConfig, init_params, corpus: Cor
   init_fn = lambda rng: model.init(rng, *dummy)
 
   steps = int(stage_cfg.steps)
-  opt_cfg = dict(lr=float(stage_cfg.lr),
-                 warmup_steps=trainer_lib.warmup_steps(stage_cfg.warmup_steps, steps),
-                 total_steps=max(steps, 1), schedule=stage_cfg.schedule,
-                 weight_decay=float(stage_cfg.weight_decay), clip_norm=1.0,
-                 freeze=freeze, grad_accum=int(stage_cfg.get("grad_accum", 1)))
+  opt_cfg = dict(
+    lr=float(stage_cfg.lr),
+    warmup_steps=trainer_lib.warmup_steps(stage_cfg.warmup_steps, steps),
+    total_steps=max(steps, 1),
+    schedule=stage_cfg.schedule,
+    weight_decay=float(stage_cfg.weight_decay),
+    clip_norm=1.0,
+    freeze=freeze,
+    grad_accum=int(stage_cfg.get("grad_accum", 1)),
+  )
 
   def start(state, sharding):
     if init_params is None:
@@ -238,35 +292,53 @@ def train_lm(config, stage_cfg, enc_cfg: EncoderConfig, init_params, corpus: Cor
     return state.replace(params=jax.device_put(init_params, sharding.params))
 
   loss_fn = optim.stop_frozen_gradients(make_loss_fn(model, special), freeze)
-  trainer = trainer_lib.build(init_fn, loss_fn, opt_cfg, init_key=jax.random.PRNGKey(seed),
-                              mesh=mesh, rules=rules, start=start,
-                              ckpt_mngr=ckpt_lib.make_manager(stage_dir / "ckpt", config.ckpt))
+  trainer = trainer_lib.build(
+    init_fn,
+    loss_fn,
+    opt_cfg,
+    init_key=jax.random.PRNGKey(seed),
+    mesh=mesh,
+    rules=rules,
+    start=start,
+    ckpt_mngr=ckpt_lib.make_manager(stage_dir / "ckpt", config.ckpt),
+  )
   batches = MixedBatches(corpus, bs, seed=seed, target=target, ratio=ratio)
   data = loop_lib.StepIndexedData(batches.batch_at)
   data.set_state(trainer.data_position)
 
   # "before" is always the stage's starting weights, also when resuming mid-stage.
-  start_params = (trainer.fresh().params if trainer.resumed_from == "workdir"
-                  else trainer.state.params)
+  start_params = (
+    trainer.fresh().params if trainer.resumed_from == "workdir" else trainer.state.params
+  )
   nll_fn = make_nll_fn(model, special)
   before = perplexity_by_domain(nll_fn, start_params, corpus, batch_size=eval_bs, seed=seed)
   writer = MetricWriter(str(stage_dir / "logs"))
   try:
-    result = trainer.run(data, total_steps=steps, stage=stage_dir.name, writer=writer,
-                         log_every=int(config.get("log_every", 10)),
-                         progress=bool(config.get("progress", True)))
+    result = trainer.run(
+      data,
+      total_steps=steps,
+      stage=stage_dir.name,
+      writer=writer,
+      log_every=int(config.get("log_every", 10)),
+      progress=bool(config.get("progress", True)),
+    )
   finally:
     writer.close()
   params = jax.device_get(result.state.params)
   after = perplexity_by_domain(nll_fn, params, corpus, batch_size=eval_bs, seed=seed)
-  metrics = {"steps": steps, "resumed_from": trainer.resumed_from,
-             "heldout_perplexity_before": {d: v["perplexity"] for d, v in before.items()},
-             "heldout_perplexity_after": {d: v["perplexity"] for d, v in after.items()},
-             "heldout_tokens": {d: v["n_tokens"] for d, v in after.items()},
-             "final_train_metrics": result.metrics}
+  metrics = {
+    "steps": steps,
+    "resumed_from": trainer.resumed_from,
+    "heldout_perplexity_before": {d: v["perplexity"] for d, v in before.items()},
+    "heldout_perplexity_after": {d: v["perplexity"] for d, v in after.items()},
+    "heldout_tokens": {d: v["n_tokens"] for d, v in after.items()},
+    "final_train_metrics": result.metrics,
+  }
   for d in after:
-    log_fn(f"{stage_dir.name}: {d} held-out perplexity {before[d]['perplexity']:.2f} → "
-           f"{after[d]['perplexity']:.2f} ({after[d]['n_tokens']} tokens)")
+    log_fn(
+      f"{stage_dir.name}: {d} held-out perplexity {before[d]['perplexity']:.2f} → "
+      f"{after[d]['perplexity']:.2f} ({after[d]['n_tokens']} tokens)"
+    )
   return params, metrics
 
 
@@ -285,15 +357,22 @@ def save_stage(stage_dir: Path, enc_cfg, params, metrics: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # Embedding.
 
-def embed_texts(enc_cfg: EncoderConfig, params, ids: np.ndarray, mask: np.ndarray, *,
-                pooling: str, batch_size: int = 256) -> np.ndarray:
+
+def embed_texts(
+  enc_cfg: EncoderConfig,
+  params,
+  ids: np.ndarray,
+  mask: np.ndarray,
+  *,
+  pooling: str,
+  batch_size: int = 256,
+) -> np.ndarray:
   """Token arrays → float32 [N, D] pooled vectors (fixed batch shape: one compile)."""
   model = LanguageModel(enc_cfg)
 
   @jax.jit
   def enc(params, ids, mask):
-    h = model.apply({"params": params}, ids, mask, deterministic=True,
-                    method=LanguageModel.encode)
+    h = model.apply({"params": params}, ids, mask, deterministic=True, method=LanguageModel.encode)
     return pool(h, mask, pooling)
 
   n = len(ids)
@@ -302,6 +381,6 @@ def embed_texts(enc_cfg: EncoderConfig, params, ids: np.ndarray, mask: np.ndarra
   at = 0
   # Padded rows get an all-ones mask, so pooling over them stays finite.
   for b, k in fixed_shape_batches({"ids": ids, "mask": mask}, bs, fill={"mask": 1}):
-    out[at:at + k] = np.asarray(enc(params, b["ids"], b["mask"]))[:k]
+    out[at : at + k] = np.asarray(enc(params, b["ids"], b["mask"]))[:k]
     at += k
   return out

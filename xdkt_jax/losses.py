@@ -18,8 +18,9 @@ def _ranked_first(logits, target):
   return jnp.take_along_axis(s, target[..., None].astype(jnp.int32), -1)[..., 0] >= jnp.max(s, -1)
 
 
-def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
-            weights_BxL: jax.Array) -> tuple[jax.Array, dict]:
+def lm_loss(
+  *, logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_BxL: jax.Array
+) -> tuple[jax.Array, dict]:
   """L_p / L_t = −Σ_i Σ_j log p(y_ij | x_ij, W), averaged over predicted tokens.
 
   The same token-level NLL serves pre-training (L_p, W = W_p) and domain-adaptive fine-tuning
@@ -43,9 +44,17 @@ def lm_loss(*, logits_BxLxV: jax.Array, targets_BxL: jax.Array,
   return nll_sum / denom, {"nll_sum": nll_sum, "n_tokens": n, "accuracy": correct / denom}
 
 
-def mlm_select(rng: jax.Array, *, ids_BxL: jax.Array, mask_BxL: jax.Array, mask_token_id: int,
-               vocab_size: int, special_ids_S: jax.Array, max_predictions: int,
-               mask_prob: float = 0.15):
+def mlm_select(
+  rng: jax.Array,
+  *,
+  ids_BxL: jax.Array,
+  mask_BxL: jax.Array,
+  mask_token_id: int,
+  vocab_size: int,
+  special_ids_S: jax.Array,
+  max_predictions: int,
+  mask_prob: float = 0.15,
+):
   """BERT masking with a fixed number of predictions per sequence (BERT's own data recipe):
   n_i = min(max_predictions, max(1, round(mask_prob · #real tokens of i))) positions chosen
   uniformly among real, non-special tokens; of those 80% → [MASK], 10% random, 10% unchanged.
@@ -62,13 +71,15 @@ def mlm_select(rng: jax.Array, *, ids_BxL: jax.Array, mask_BxL: jax.Array, mask_
   n_pred = jnp.where(n_real > 0, jnp.clip(jnp.round(n_real * mask_prob), 1, P), 0)
   score = jnp.where(real, jax.random.uniform(k_sel, (B, L)), -1.0)
   _, pos_BxP = jax.lax.top_k(score, P)
-  chosen = ((jnp.arange(P)[None, :] < n_pred[:, None])
-            & jnp.take_along_axis(real, pos_BxP, axis=1))
+  chosen = (jnp.arange(P)[None, :] < n_pred[:, None]) & jnp.take_along_axis(real, pos_BxP, axis=1)
   targets = jnp.take_along_axis(ids_BxL, pos_BxP, axis=1)
   u = jax.random.uniform(k_split, (B, P))
   rand_tok = jax.random.randint(k_rand, (B, P), 0, vocab_size, dtype=ids_BxL.dtype)
-  new_tok = jnp.where(chosen & (u < 0.8), jnp.asarray(mask_token_id, ids_BxL.dtype),
-                      jnp.where(chosen & (u >= 0.8) & (u < 0.9), rand_tok, targets))
+  new_tok = jnp.where(
+    chosen & (u < 0.8),
+    jnp.asarray(mask_token_id, ids_BxL.dtype),
+    jnp.where(chosen & (u >= 0.8) & (u < 0.9), rand_tok, targets),
+  )
   # top_k indices are distinct within a row, so this scatter writes each position once.
   inputs = ids_BxL.at[jnp.arange(B)[:, None], pos_BxP].set(new_tok)
   return inputs, pos_BxP, targets, chosen.astype(jnp.float32)
@@ -87,8 +98,10 @@ def causal_lm_inputs(*, ids_BxL: jax.Array, mask_BxL: jax.Array):
 # ---------------------------------------------------------------------------------------------
 # L_k: knowledge extraction.
 
-def knowledge_loss(*, logits_BxLxK: jax.Array, labels_BxL: jax.Array,
-                   weights_BxL: jax.Array) -> tuple[jax.Array, dict]:
+
+def knowledge_loss(
+  *, logits_BxLxK: jax.Array, labels_BxL: jax.Array, weights_BxL: jax.Array
+) -> tuple[jax.Array, dict]:
   """L_k = −Σ_i Σ_j log p(k_ij | x_ij, W_k), averaged over labelled tokens.
 
   k_ij is the knowledge label of token j of text i (attribute / category / brand tag, entity
@@ -107,10 +120,17 @@ def knowledge_loss(*, logits_BxLxK: jax.Array, labels_BxL: jax.Array,
 TRANSFER_KINDS = ("full_softmax", "sampled_softmax", "bpr")
 
 
-def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B: jax.Array,
-                  weights_B: jax.Array | None = None, kind: str = "full_softmax",
-                  rng: jax.Array | None = None, num_negatives: int = 100,
-                  logq_N: jax.Array | None = None) -> tuple[jax.Array, dict]:
+def transfer_loss(
+  *,
+  user_repr_BxD: jax.Array,
+  item_emb_NxD: jax.Array,
+  target_B: jax.Array,
+  weights_B: jax.Array | None = None,
+  kind: str = "full_softmax",
+  rng: jax.Array | None = None,
+  num_negatives: int = 100,
+  logq_N: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
   """L_f = −Σ_i Σ_j log p(y_ij | x_ij, W_f): next-item prediction over the target catalogue.
 
   i indexes users (sequences), j positions, y_ij the next target item, x_ij the user's context
@@ -134,8 +154,11 @@ def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B
   d = user_repr_BxD.shape[-1]
   u = user_repr_BxD.reshape(-1, d).astype(jnp.float32)
   y = target_B.reshape(-1).astype(jnp.int32)
-  w = (jnp.ones(y.shape, jnp.float32) if weights_B is None
-       else weights_B.reshape(-1).astype(jnp.float32))
+  w = (
+    jnp.ones(y.shape, jnp.float32)
+    if weights_B is None
+    else weights_B.reshape(-1).astype(jnp.float32)
+  )
   emb = item_emb_NxD.astype(jnp.float32)
   n_items = emb.shape[0]
   metrics = {}
@@ -155,8 +178,11 @@ def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B
       neg = jax.random.categorical(rng, logq_N.astype(jnp.float32), shape=shape)
     pos = jnp.sum(u * emb[y], -1)
     if kind == "sampled_softmax":
-      lq = (jnp.full((n_items,), -jnp.log(n_items), jnp.float32) if logq_N is None
-            else jax.nn.log_softmax(logq_N.astype(jnp.float32)))
+      lq = (
+        jnp.full((n_items,), -jnp.log(n_items), jnp.float32)
+        if logq_N is None
+        else jax.nn.log_softmax(logq_N.astype(jnp.float32))
+      )
       neg_logits = u @ emb[neg].T - lq[neg][None, :]
       neg_logits = jnp.where(neg[None, :] == y[:, None], -jnp.inf, neg_logits)
       all_logits = jnp.concatenate([(pos - lq[y])[:, None], neg_logits], axis=1)
@@ -172,10 +198,10 @@ def transfer_loss(*, user_repr_BxD: jax.Array, item_emb_NxD: jax.Array, target_B
 # ---------------------------------------------------------------------------------------------
 # Alignment terms: bring the source and target knowledge spaces together.
 
+
 def _sq_dists(x_NxD, y_MxD):
   # Clamped at 0: the expanded form can go slightly negative in float32.
-  d = (jnp.sum(x_NxD ** 2, -1)[:, None] + jnp.sum(y_MxD ** 2, -1)[None, :]
-       - 2.0 * x_NxD @ y_MxD.T)
+  d = jnp.sum(x_NxD**2, -1)[:, None] + jnp.sum(y_MxD**2, -1)[None, :] - 2.0 * x_NxD @ y_MxD.T
   return jnp.maximum(d, 0.0)
 
 
@@ -188,8 +214,14 @@ def _kernel(x_NxD, y_MxD, kernel: str, bandwidths):
   raise ValueError(f"mmd: kernel must be 'linear' or 'rbf', got {kernel!r}")
 
 
-def mmd(*, x_NxD: jax.Array, y_MxD: jax.Array, kernel: str = "rbf",
-        bandwidths=(0.5, 1.0, 2.0, 4.0, 8.0), unbiased: bool = False) -> jax.Array:
+def mmd(
+  *,
+  x_NxD: jax.Array,
+  y_MxD: jax.Array,
+  kernel: str = "rbf",
+  bandwidths=(0.5, 1.0, 2.0, 4.0, 8.0),
+  unbiased: bool = False,
+) -> jax.Array:
   """Squared maximum mean discrepancy MMD²(P_x, P_y) = E k(x,x') + E k(y,y') − 2 E k(x,y).
 
   kernel "rbf" is a sum of Gaussians exp(−|a−b|² / 2σ²) over `bandwidths` (multi-kernel MMD,
@@ -200,8 +232,11 @@ def mmd(*, x_NxD: jax.Array, y_MxD: jax.Array, kernel: str = "rbf",
   excluded; needs N, M ≥ 2) is an unbiased estimate of MMD² but can be negative.
   """
   x, y = x_NxD.astype(jnp.float32), y_MxD.astype(jnp.float32)
-  kxx, kyy, kxy = (_kernel(x, x, kernel, bandwidths), _kernel(y, y, kernel, bandwidths),
-                   _kernel(x, y, kernel, bandwidths))
+  kxx, kyy, kxy = (
+    _kernel(x, x, kernel, bandwidths),
+    _kernel(y, y, kernel, bandwidths),
+    _kernel(x, y, kernel, bandwidths),
+  )
   if not unbiased:
     return jnp.mean(kxx) + jnp.mean(kyy) - 2.0 * jnp.mean(kxy)
   n, m = x.shape[0], y.shape[0]
@@ -222,8 +257,14 @@ def coral(*, x_NxD: jax.Array, y_MxD: jax.Array) -> jax.Array:
   return jnp.sum((_cov(x) - _cov(y)) ** 2) / (4.0 * d * d)
 
 
-def info_nce(*, a_BxD: jax.Array, b_BxD: jax.Array, temperature: float = 0.1,
-             normalize: bool = True, weights_B: jax.Array | None = None) -> jax.Array:
+def info_nce(
+  *,
+  a_BxD: jax.Array,
+  b_BxD: jax.Array,
+  temperature: float = 0.1,
+  normalize: bool = True,
+  weights_B: jax.Array | None = None,
+) -> jax.Array:
   """Symmetric InfoNCE between two views of the same B overlapping users (a: source-domain
   representation, b: target-domain one); user i's pair (a_i, b_i) is the positive, the other
   users of the batch the negatives (so the diagonal of a bᵀ is the target).
@@ -269,10 +310,15 @@ def _grl_bwd(lam, g):
 gradient_reversal.defvjp(_grl_fwd, _grl_bwd)
 
 
-def domain_adversarial_loss(*, domain_N: jax.Array, features_NxD: jax.Array | None = None,
-                            logits_fn=None, logits_NxK: jax.Array | None = None,
-                            lam: float = 1.0, weights_N: jax.Array | None = None
-                            ) -> tuple[jax.Array, dict]:
+def domain_adversarial_loss(
+  *,
+  domain_N: jax.Array,
+  features_NxD: jax.Array | None = None,
+  logits_fn=None,
+  logits_NxK: jax.Array | None = None,
+  lam: float = 1.0,
+  weights_N: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
   """Domain-adversarial alignment (DANN): CE of a domain classifier on the features.
 
   With `logits_fn` (features → logits_NxK, e.g. a bound flax module) the features pass through

@@ -29,8 +29,9 @@ def parse(argv: list[str]):
   """argv (program name first) → (command, config, flag values).  Re-entrant: every call gets
   its own FlagValues, so tests can parse in-process."""
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    "config", None, "experiment config file", flag_values=fv, lock_config=True, sys_argv=argv
+  )
   flags.DEFINE_string("workdir", "", "run directory (artifacts, checkpoints)", flag_values=fv)
   flags.DEFINE_boolean("json", False, "stats: print one JSON object", flag_values=fv)
   flags.DEFINE_string("texts", "", "embed: text file, one text per line", flag_values=fv)
@@ -40,18 +41,20 @@ def parse(argv: list[str]):
     raise UsageError(f"--config={path}: no such config file")
   try:
     rest = fv(argv)
-  except (AttributeError, KeyError):   # an override naming no field: which, and a hint
+  except (AttributeError, KeyError):  # an override naming no field: which, and a hint
     raise UsageError(_unknown_field(argv, path)) from None
   positional = rest[1:]
   if len(positional) != 1 or positional[0] not in COMMANDS:
-    raise UsageError(f"usage: xdkt {{{'|'.join(COMMANDS)}}} --config=CFG ... "
-                     f"(got {' '.join(positional) or 'no command'})")
+    raise UsageError(
+      f"usage: xdkt {{{'|'.join(COMMANDS)}}} --config=CFG ... "
+      f"(got {' '.join(positional) or 'no command'})"
+    )
   if fv["config"].value is None:
     raise UsageError("--config=CFG is required (e.g. --config=configs/default.py)")
   config = fv["config"].value
   try:
     config.keys()
-  except OSError as e:     # the file exists but does not load (syntax, no get_config)
+  except OSError as e:  # the file exists but does not load (syntax, no get_config)
     raise UsageError(f"--config={path}: {str(e).splitlines()[0]}") from None
   config_check.check(config)
   return positional[0], config, fv
@@ -68,13 +71,17 @@ def _config_path(argv: list[str]) -> str | None:
 
 def _unknown_field(argv: list[str], path: str | None) -> str:
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
-                                  sys_argv=["xdkt", f"--config={path}"])
+  config_flags.DEFINE_config_file(
+    "config", None, "", flag_values=fv, lock_config=True, sys_argv=["xdkt", f"--config={path}"]
+  )
   fv(["xdkt", f"--config={path}"])
   keys = config_check.flat_keys(fv["config"].value)
   bad = config_check.unknown_overrides(argv, keys)
-  return (config_check.unknown_field_message(bad[0], keys) if bad else
-          "a --config.* override names no config field")
+  return (
+    config_check.unknown_field_message(bad[0], keys)
+    if bad
+    else "a --config.* override names no config field"
+  )
 
 
 class UsageError(ValueError):
@@ -84,6 +91,7 @@ class UsageError(ValueError):
 def main(argv: list[str]) -> int:
   from xdkt_jax import pipeline  # pylint: disable=import-outside-toplevel
   from xdkt_jax.train.writers import maybe_initialize_distributed  # pylint: disable=import-outside-toplevel
+
   cmd, config, fv = parse(argv)
   if cmd != "stats":
     maybe_initialize_distributed(config)  # before anything touches a device
@@ -93,6 +101,7 @@ def main(argv: list[str]) -> int:
       print(json.dumps(st))
     else:
       from xdkt_jax.data.stats import format_table  # pylint: disable=import-outside-toplevel
+
       print(format_table(st))
     return 0
   if cmd == "run":
@@ -110,14 +119,14 @@ def main(argv: list[str]) -> int:
 
 
 _FS_ERRORS = {
-    errno.ENOSPC: "free some space or choose another --workdir / data.cache_dir; rerun to "
-                  "resume (finished stages are kept)",
-    errno.EDQUOT: "the disk quota is used up; free some space, then rerun to resume",
-    errno.EACCES: "check the permissions of that path",
-    errno.EPERM: "check the permissions of that path",
-    errno.EROFS: "the filesystem is read-only; choose another --workdir / data.cache_dir",
-    errno.ENOTDIR: "a file stands where a folder must be",
-    errno.EISDIR: "a folder stands where a file must be",
+  errno.ENOSPC: "free some space or choose another --workdir / data.cache_dir; rerun to "
+  "resume (finished stages are kept)",
+  errno.EDQUOT: "the disk quota is used up; free some space, then rerun to resume",
+  errno.EACCES: "check the permissions of that path",
+  errno.EPERM: "check the permissions of that path",
+  errno.EROFS: "the filesystem is read-only; choose another --workdir / data.cache_dir",
+  errno.ENOTDIR: "a file stands where a folder must be",
+  errno.EISDIR: "a folder stands where a file must be",
 }
 
 
@@ -126,6 +135,7 @@ def cli() -> None:
   from xdkt_jax.data.leakage import LeakageError  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data.schema import DataError  # pylint: disable=import-outside-toplevel
   from xdkt_jax import stopping  # pylint: disable=import-outside-toplevel
+
   # Between the stages' own handlers (the training loops checkpoint first, the recommend stage
   # names what it kept) a SIGTERM stops the run; every finished stage is sealed, so a rerun
   # resumes.  Once the run is over, a late SIGTERM just ends the process with its own code.
@@ -135,8 +145,9 @@ def cli() -> None:
     del signum, frame
     if "code" in over:
       os._exit(over["code"])  # pylint: disable=protected-access
-    stopping.request("stopped on SIGTERM; finished stages are kept; rerun the same command "
-                     "to resume")
+    stopping.request(
+      "stopped on SIGTERM; finished stages are kept; rerun the same command to resume"
+    )
 
   signal.signal(signal.SIGTERM, stop)
   try:
@@ -161,16 +172,14 @@ def cli() -> None:
     # Config values and paths a user typed; anything else is a bug and keeps its traceback.
     if os.environ.get("XDKT_DEBUG"):
       raise
-    print(f"xdkt: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-          file=sys.stderr)
+    print(f"xdkt: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
     code = 2
   except OSError as e:
     # The filesystem said no (disk full, permissions, read-only, a file where a folder must
     # be): one line naming the path; any other OSError is a bug and keeps its traceback.
     if os.environ.get("XDKT_DEBUG") or e.errno not in _FS_ERRORS:
       raise
-    print(f"xdkt: error: {e.filename or ''}: {e.strerror}; {_FS_ERRORS[e.errno]}",
-          file=sys.stderr)
+    print(f"xdkt: error: {e.filename or ''}: {e.strerror}; {_FS_ERRORS[e.errno]}", file=sys.stderr)
     code = 2
   over["code"] = code
   sys.exit(code)

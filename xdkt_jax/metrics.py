@@ -38,6 +38,7 @@ def _clean(scores: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Ranks.
 
+
 def exclusion_mask(*, items_BxL: jax.Array, mask_BxL: jax.Array, n_items: int) -> jax.Array:
   """[B, N] bool of the items to exclude, from padded id lists (`exclude_items` /
   `exclude_mask` of `data.inputs.eval_arrays`).  It takes no target: the mask of a user is the
@@ -49,16 +50,18 @@ def exclusion_mask(*, items_BxL: jax.Array, mask_BxL: jax.Array, n_items: int) -
   return jnp.zeros((items.shape[0], n_items), bool).at[rows, cols].set(True, mode="drop")
 
 
-def target_ranks(*, scores_BxN: jax.Array, target_B: jax.Array,
-                 exclude_mask_BxN: jax.Array | None = None) -> jax.Array:
+def target_ranks(
+  *, scores_BxN: jax.Array, target_B: jax.Array, exclude_mask_BxN: jax.Array | None = None
+) -> jax.Array:
   """0-based pessimistic rank of each target in the full ranking: #(items scoring > target) +
   #(OTHER items scoring == target), counting only items that are not excluded.  A target
   the exclusion mask removes is a miss: rank N."""
   return _ranks_and_ties(scores_BxN, target_B, exclude_mask_BxN)[0]
 
 
-def target_ties(*, scores_BxN: jax.Array, target_B: jax.Array,
-                exclude_mask_BxN: jax.Array | None = None) -> jax.Array:
+def target_ties(
+  *, scores_BxN: jax.Array, target_B: jax.Array, exclude_mask_BxN: jax.Array | None = None
+) -> jax.Array:
   """Per example, how many OTHER non-excluded items score exactly the target's score (the
   items a tie rule decides about; `target_ranks` puts all of them above the target)."""
   return _ranks_and_ties(scores_BxN, target_B, exclude_mask_BxN)[1]
@@ -113,8 +116,10 @@ def ranking_metrics(*, rank_B: jax.Array, ks: Sequence[int] = DEFAULT_KS) -> dic
 # ---------------------------------------------------------------------------------------------
 # Top-k: full and chunked.
 
-def topk_full(*, scores_BxN: jax.Array, target_B: jax.Array, k: int,
-              exclude_mask_BxN: jax.Array | None = None):
+
+def topk_full(
+  *, scores_BxN: jax.Array, target_B: jax.Array, k: int, exclude_mask_BxN: jax.Array | None = None
+):
   """Generic path: (top_scores_BxK, top_items_BxK, rank_B, ties_B) from a full score matrix.
 
   Excluded items get -inf so they never enter the list while others remain; equal scores are
@@ -129,13 +134,18 @@ def topk_full(*, scores_BxN: jax.Array, target_B: jax.Array, k: int,
   return vals, idx.astype(jnp.int32), rank, ties
 
 
-def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
-                 user_repr_BxD: jax.Array | None = None,
-                 item_emb_NxD: jax.Array | None = None,
-                 chunk_scores_fn: Callable[[jax.Array], jax.Array] | None = None,
-                 n_items: int | None = None,
-                 exclude_items_BxL: jax.Array | None = None,
-                 exclude_mask_BxL: jax.Array | None = None):
+def topk_chunked(
+  *,
+  target_B: jax.Array,
+  k: int,
+  chunk: int,
+  user_repr_BxD: jax.Array | None = None,
+  item_emb_NxD: jax.Array | None = None,
+  chunk_scores_fn: Callable[[jax.Array], jax.Array] | None = None,
+  n_items: int | None = None,
+  exclude_items_BxL: jax.Array | None = None,
+  exclude_mask_BxL: jax.Array | None = None,
+):
   """(top_scores_BxK, top_items_BxK, rank_B, ties_B) without ever materialising B×N.
 
   One function on purpose (~100 lines): the chunk view, the counting and the two scans are
@@ -195,16 +205,17 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
     if exclude_items_BxL is not None:
       local = ex_items - start
       keep = ex_keep & (local >= 0) & (local < chunk)
-      ex = jnp.zeros(s.shape, bool).at[rows, jnp.where(keep, local, chunk)].set(
-          True, mode="drop")
+      ex = jnp.zeros(s.shape, bool).at[rows, jnp.where(keep, local, chunk)].set(True, mode="drop")
       ok = ok & ~ex
     is_t = ids_C[None, :] == target_B[:, None]
     return ids_C, s, ok, is_t
 
   def count(s, ok, is_t, t_B):
     other = ok & ~is_t
-    return (jnp.sum(other & (s >= t_B[:, None]), axis=1).astype(jnp.int32),
-            jnp.sum(other & (s == t_B[:, None]), axis=1).astype(jnp.int32))
+    return (
+      jnp.sum(other & (s >= t_B[:, None]), axis=1).astype(jnp.int32),
+      jnp.sum(other & (s == t_B[:, None]), axis=1).astype(jnp.int32),
+    )
 
   def first_pass(c):
     ids_C, s, ok, is_t = chunk_view(c)
@@ -223,14 +234,16 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
     cnt = (cnt[0] + cnt_c[0], cnt[1] + cnt_c[1])
     return (v, i, cnt, jnp.where(hit, tin_c, t_in)), None
 
-  (vals, idx, cnt, t_in), _ = jax.lax.scan(step, (vals0, idx0, cnt0, t_in0),
-                                           jnp.arange(1, n_chunks))
+  (vals, idx, cnt, t_in), _ = jax.lax.scan(
+    step, (vals0, idx0, cnt0, t_in0), jnp.arange(1, n_chunks)
+  )
 
   def recount():
     def body(acc, c):
       _, s, ok, is_t = chunk_view(c)
       ge, eq = count(s, ok, is_t, t_in)
       return (acc[0] + ge, acc[1] + eq), None
+
     zero = jnp.zeros(b, jnp.int32)
     return jax.lax.scan(body, (zero, zero), jnp.arange(n_chunks))[0]
 
@@ -243,8 +256,10 @@ def topk_chunked(*, target_B: jax.Array, k: int, chunk: int,
 # ---------------------------------------------------------------------------------------------
 # Beyond accuracy (from the top-K lists).
 
-def coverage_at_k(*, topk_BxK: jax.Array, n_items: int, k: int,
-                  valid_B: jax.Array | None = None) -> jax.Array:
+
+def coverage_at_k(
+  *, topk_BxK: jax.Array, n_items: int, k: int, valid_B: jax.Array | None = None
+) -> jax.Array:
   """Catalogue coverage@k: distinct items recommended in anyone's top k, divided by N.
   A global (not per-example) number, so compute it over all evaluated users at once."""
   top = jnp.asarray(topk_BxK)[:, :k].astype(jnp.int32)
@@ -255,8 +270,7 @@ def coverage_at_k(*, topk_BxK: jax.Array, n_items: int, k: int,
   return jnp.sum(seen) / n_items
 
 
-def intra_list_diversity(*, topk_BxK: jax.Array, item_vectors_NxD: jax.Array,
-                         k: int) -> jax.Array:
+def intra_list_diversity(*, topk_BxK: jax.Array, item_vectors_NxD: jax.Array, k: int) -> jax.Array:
   """Per-example ILD@k: mean over the k(k-1)/2 pairs of the cosine distance 1 - cos(v_i, v_j)
   in a given item space (e.g. knowledge vectors, so diversity means diverse *knowledge*, not
   diverse ids).  A zero vector has cosine 0 with everything (distance 1)."""
@@ -284,8 +298,9 @@ def novelty_at_k(*, topk_BxK: jax.Array, item_popularity_N: jax.Array, k: int) -
   return jnp.mean(-jnp.log2(p[jnp.asarray(topk_BxK)[:, :k]]), axis=1)
 
 
-def average_popularity_at_k(*, topk_BxK: jax.Array, item_popularity_N: jax.Array,
-                            k: int) -> jax.Array:
+def average_popularity_at_k(
+  *, topk_BxK: jax.Array, item_popularity_N: jax.Array, k: int
+) -> jax.Array:
   """Per-example ARP@k (Abdollahpouri et al.): mean training count of the recommended items."""
   c = jnp.asarray(item_popularity_N).astype(jnp.float32)
   return jnp.mean(c[jnp.asarray(topk_BxK)[:, :k]], axis=1)
@@ -302,8 +317,9 @@ def popularity_percentile(*, item_popularity_N: jax.Array) -> jax.Array:
   return (lo + 0.5 * (hi - lo)) / c.shape[0]
 
 
-def popularity_bias_at_k(*, topk_BxK: jax.Array, target_B: jax.Array,
-                         item_popularity_N: jax.Array, k: int) -> dict:
+def popularity_bias_at_k(
+  *, topk_BxK: jax.Array, target_B: jax.Array, item_popularity_N: jax.Array, k: int
+) -> dict:
   """Per-example popularity percentile of the recommended items (mean over the top k) and of
   the target, and their difference: > 0 means the model recommends more popular items than
   users actually go on to consume."""

@@ -52,9 +52,11 @@ def data_stage(config, workdir: Path, log=print):
   s = protocols.summary(split)
   write_json(out / "split.json", s)
   log(data_stats.format_table(st))
-  log(f"split: protocol={s['protocol']} k={s['k']} targets={s['targets']} "
-      f"sources={s['sources']} eval={s['eval']} info={s['info']} "
-      f"fingerprint={s['fingerprint']}")
+  log(
+    f"split: protocol={s['protocol']} k={s['k']} targets={s['targets']} "
+    f"sources={s['sources']} eval={s['eval']} info={s['info']} "
+    f"fingerprint={s['fingerprint']}"
+  )
   log(f"data stage: {time.time() - t0:.1f}s")
   return ds, tok, split
 
@@ -63,14 +65,16 @@ def enable_compilation_cache(config) -> None:
   """JAX's persistent compilation cache under data.cache_dir: the seeds of one method, and a
   rerun, compile identical programs, so each is compiled once."""
   import jax  # pylint: disable=import-outside-toplevel
+
   folder = Path(str(config.data.cache_dir)).expanduser() / "jax_compilation_cache"
   folder.mkdir(parents=True, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", str(folder))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, log, *,
-                 prev=None, lm_dir=None) -> None:
+def _rank_stages(
+  config, wd: Path, ds, tok, split, knowledge, stages, timings, log, *, prev=None, lm_dir=None
+) -> None:
   """recommend → evaluate → report for one target domain, in `wd`."""
   wd.mkdir(parents=True, exist_ok=True)
   if prev is None:
@@ -98,32 +102,49 @@ def _rank_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, l
     write_json(wd / "timings.json", {**prev, **timings})
 
 
-def _multi_domain_stages(config, wd: Path, ds, tok, split, knowledge, stages, timings, prev,
-                         log) -> None:
+def _multi_domain_stages(
+  config, wd: Path, ds, tok, split, knowledge, stages, timings, prev, log
+) -> None:
   """multi_domain: every domain is ranked in turn with the others as its sources, each in
   <workdir>/targets/<domain>/ (recommend, evaluate, report), then one summary in <workdir>."""
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
+
   domains = {}
   for d in split.targets:
     view = protocols.target_view(split, d)
     log(f"multi_domain: target {d}, sources {view.sources}")
     sub = {}
     if knowledge is None and "recommend" in stages:
-      knowledge = load_knowledge(wd)   # the one extract stage, in the parent workdir
-    _rank_stages(config, wd / "targets" / d, ds, tok, view, knowledge, stages, sub, log,
-                 lm_dir=wd)
+      knowledge = load_knowledge(wd)  # the one extract stage, in the parent workdir
+    _rank_stages(config, wd / "targets" / d, ds, tok, view, knowledge, stages, sub, log, lm_dir=wd)
     timings.update({f"{k}/{d}": v for k, v in sub.items()})
     path = wd / "targets" / d / "results.json"
     if path.exists():
       r = json.loads(path.read_text())
-      domains[d] = {k: r[k] for k in ("metrics", "transfer_gain", "warnings", "sources",
-                                      "n_test", "n_items", "eval_rule") if k in r}
+      domains[d] = {
+        k: r[k]
+        for k in (
+          "metrics",
+          "transfer_gain",
+          "warnings",
+          "sources",
+          "n_test",
+          "n_items",
+          "eval_rule",
+        )
+        if k in r
+      }
   write_json(wd / "timings.json", {**prev, **timings})
   if "report" in stages and domains:
-    summary = {"config": json.loads(config.to_json_best_effort()),
-               "dataset": data_stats.dataset_stats(ds, tok), "protocol": split.protocol,
-               "targets": split.targets, "domains": domains, "timings_s": {**prev, **timings},
-               "eval_rule": next(iter(domains.values())).get("eval_rule")}
+    summary = {
+      "config": json.loads(config.to_json_best_effort()),
+      "dataset": data_stats.dataset_stats(ds, tok),
+      "protocol": split.protocol,
+      "targets": split.targets,
+      "domains": domains,
+      "timings_s": {**prev, **timings},
+      "eval_rule": next(iter(domains.values())).get("eval_rule"),
+    }
     files = report.write_multi_domain(wd, summary)
     log(f"report: {', '.join(str(wd / f) for f in files)}")
 
@@ -138,7 +159,8 @@ def run(config, workdir: str, log=print) -> dict:
     raise ValueError(f"config.stages: unknown stage(s) {unknown}; known: {STAGE_ORDER}")
   if "recommend" in stages:
     from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
-    recommend.check_config(config)   # a typo fails now, not in an hour
+
+    recommend.check_config(config)  # a typo fails now, not in an hour
   enable_compilation_cache(config)
   timings = {}
   t = time.time()
@@ -188,8 +210,9 @@ def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.nd
   from xdkt_jax import lm
   from xdkt_jax.data.tokenization import encode_texts, load_tokenizer
   from xdkt_jax.data.textio import open_text
+
   out = Path(out_path).expanduser()
-  if out.is_dir():     # found before the encoder runs, not after
+  if out.is_dir():  # found before the encoder runs, not after
     raise ValueError(f"--out={out_path} is a folder; give a file name ending in .npy")
   texts = np.array([line for _, line in open_text(texts_path)], dtype=object)
   if workdir:
@@ -200,8 +223,10 @@ def embed(config, texts_path: str, out_path: str, *, workdir: str = "") -> np.nd
     enc_cfg, params = got
   else:
     if not config.encoder.init_from:
-      raise ValueError("xdkt embed without --workdir needs config.encoder.init_from "
-                       "(random weights would give meaningless vectors)")
+      raise ValueError(
+        "xdkt embed without --workdir needs config.encoder.init_from "
+        "(random weights would give meaningless vectors)"
+      )
     enc_cfg, params, _ = initial_encoder(config)
   tok = load_tokenizer(config.data.tokenizer)
   ids, mask = encode_texts(tok, texts, int(config.data.max_text_len))

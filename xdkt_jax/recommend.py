@@ -56,7 +56,7 @@ from xdkt_jax import artifacts, conventions, stopping
 from xdkt_jax import evaluate as evaluate_lib
 from xdkt_jax.data import inputs, leakage
 from xdkt_jax.recommenders import baselines, scoring, sequential
-from xdkt_jax.report import UNFUSED   # the row of a fused method's model without fusion
+from xdkt_jax.report import UNFUSED  # the row of a fused method's model without fusion
 
 SEQUENTIAL = ("xdkt", "target_only", "sasrec", "unisrec_style")
 DETERMINISTIC = ("pop", "itemknn", "userknn", "text_knn", "hybrid")
@@ -66,12 +66,13 @@ METHODS = SEQUENTIAL + tuple(b for b in baselines.BASELINES if b not in SEQUENTI
 @dataclasses.dataclass
 class Context:
   """What the methods may read: the split's training data and the extracted knowledge."""
+
   ds: Any
   split: Any
   target: str
   config: Any
-  item_knowledge: dict[str, np.ndarray]      # domain → [n_items, T] (L_k stage)
-  pretrained: dict[str, np.ndarray]          # domain → [n_items, D] W_p pooled vectors
+  item_knowledge: dict[str, np.ndarray]  # domain → [n_items, T] (L_k stage)
+  pretrained: dict[str, np.ndarray]  # domain → [n_items, D] W_p pooled vectors
   log: Any = print
   rule: conventions.EvalRule = dataclasses.field(init=False)
   # [n_users] bool: has training rows in a source domain (the overlap groups of the report).
@@ -86,8 +87,9 @@ class Context:
 
   def eval_arrays(self, part: str) -> dict:
     """The `part` examples as the evaluator sees them, under this run's exclusion rule."""
-    return inputs.eval_arrays(self.ds, self.split, self.target, part,
-                              exclude_history=self.rule.exclude_history)
+    return inputs.eval_arrays(
+      self.ds, self.split, self.target, part, exclude_history=self.rule.exclude_history
+    )
 
   def itemknn(self):
     """The split's item-kNN (deterministic), fitted once per context (runs may be threads)."""
@@ -107,8 +109,9 @@ def parse_methods(spec: str) -> list[str]:
   names = [m.strip() for m in str(spec).split(",") if m.strip()]
   unknown = [m for m in names if m not in METHODS]
   if unknown:
-    raise ValueError(f"config.recommend.methods: unknown method(s) {unknown}; known: "
-                     f"{', '.join(METHODS)}")
+    raise ValueError(
+      f"config.recommend.methods: unknown method(s) {unknown}; known: {', '.join(METHODS)}"
+    )
   if len(set(names)) != len(names):
     raise ValueError(f"config.recommend.methods lists a method twice: {spec!r}")
   return names
@@ -119,26 +122,38 @@ def check_config(config) -> None:
   rc = config.recommend
   parse_methods(rc.methods)
   ev = config.get("eval", None)
-  conventions.resolve(ev.get("convention", "xdkt") if ev is not None else "xdkt",
-                      rc.get("exclude_history", "auto"), target_has_given_split=False)
+  conventions.resolve(
+    ev.get("convention", "xdkt") if ev is not None else "xdkt",
+    rc.get("exclude_history", "auto"),
+    target_has_given_split=False,
+  )
   # Settings that pick something per run on the VALID split: reporting on it would select
   # the numbers on themselves, and their metric must parse before hours of training.
-  on_valid = [(key, what) for key, what, on in (
+  on_valid = [
+    (key, what)
+    for key, what, on in (
       ("neighbour_blend", "weight", bool(neighbour_weights(rc.get("neighbour_blend", "")))),
-      ("sequential.select_epoch", "epoch", bool(rc.sequential.get("select_epoch", False))))
-              if on]
+      ("sequential.select_epoch", "epoch", bool(rc.sequential.get("select_epoch", False))),
+    )
+    if on
+  ]
   tuning = bool(rc.get("tuning", False))
   if tuning and str(rc.eval_part) != "valid":
-    raise ValueError("config.recommend.tuning=True scores the valid split only (launch/tune.py); "
-                     "it needs eval_part='valid'")
+    raise ValueError(
+      "config.recommend.tuning=True scores the valid split only (launch/tune.py); "
+      "it needs eval_part='valid'"
+    )
   for key, what in on_valid:
     if str(rc.eval_part) != "test" and not tuning:
-      raise ValueError(f"config.recommend.{key} picks each run's {what} on the valid split, "
-                       f"so it needs eval_part='test' (with 'valid' the numbers would be "
-                       f"selected on themselves; launch/tune.py marks a tuning run)")
+      raise ValueError(
+        f"config.recommend.{key} picks each run's {what} on the valid split, "
+        f"so it needs eval_part='test' (with 'valid' the numbers would be "
+        f"selected on themselves; launch/tune.py marks a tuning run)"
+      )
   if on_valid:
-    evaluate_lib.selection_metric(rc.sequential.get("select_metric", "ndcg@10"),
-                                  "config.recommend.sequential")
+    evaluate_lib.selection_metric(
+      rc.sequential.get("select_metric", "ndcg@10"), "config.recommend.sequential"
+    )
 
 
 def neighbour_weights(spec) -> list[float]:
@@ -149,17 +164,20 @@ def neighbour_weights(spec) -> list[float]:
   try:
     ws = [float(x) for x in text.split(",") if x.strip()]
   except ValueError:
-    raise ValueError(f"config.recommend.neighbour_blend must be comma-separated numbers, "
-                     f"got {spec!r}") from None
+    raise ValueError(
+      f"config.recommend.neighbour_blend must be comma-separated numbers, got {spec!r}"
+    ) from None
   if not ws or any(not np.isfinite(w) or w < 0 for w in ws):
-    raise ValueError(f"config.recommend.neighbour_blend weights must be finite and >= 0, "
-                     f"got {spec!r}")
+    raise ValueError(
+      f"config.recommend.neighbour_blend weights must be finite and >= 0, got {spec!r}"
+    )
   return sorted(set([0.0] + ws))
 
 
 @dataclasses.dataclass
 class NeighbourFused:
   """A sequential model with neighbourhood fusion: score = z(model) + weight · z(item-kNN)."""
+
   model: Any
   knn: Any
   weight: float
@@ -170,11 +188,12 @@ class NeighbourFused:
     return self.model.losses
 
   def score(self, batch) -> np.ndarray:
-    if self.weight == 0.0:   # exactly the model's own ranking
+    if self.weight == 0.0:  # exactly the model's own ranking
       return self.model.score(batch)
     s = baselines.common.zscore_rows(self.model.score(batch))
     return (s + self.weight * baselines.common.zscore_rows(self.knn.score(batch))).astype(
-        np.float32)
+      np.float32
+    )
 
 
 def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -> NeighbourFused:
@@ -183,8 +202,10 @@ def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -
   evaluate_lib.selection_metric(metric, "neighbour_blend")
   valid = ctx.eval_arrays("valid")
   if len(valid["target"]) == 0:
-    raise ValueError(f"config.recommend.neighbour_blend needs valid examples, and the "
-                     f"{ctx.split.protocol!r} split has none in {ctx.target!r}")
+    raise ValueError(
+      f"config.recommend.neighbour_blend needs valid examples, and the "
+      f"{ctx.split.protocol!r} split has none in {ctx.target!r}"
+    )
   fused = NeighbourFused(model, ctx.itemknn(), 0.0, dict(getattr(model, "info", {})))
   curve = {}
   # One evaluator pass per weight re-scores the valid users each time: memory stays one batch
@@ -192,13 +213,20 @@ def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -
   # (benchmarks/RESULTS.md).
   for w in weights:
     fused.weight = w
-    curve[w] = evaluate_lib.valid_score(fused.score, valid, metric=metric,
-                                        n_items=ctx.ds.domains[ctx.target].n_items)
+    curve[w] = evaluate_lib.valid_score(
+      fused.score, valid, metric=metric, n_items=ctx.ds.domains[ctx.target].n_items
+    )
   fused.weight = max(weights, key=lambda w: (curve[w], -w))
-  fused.info.update(neighbour_weight=fused.weight, neighbour_metric=metric,
-                    neighbour_valid=[{"weight": w, metric: v} for w, v in curve.items()])
-  ctx.log(f"neighbourhood fusion: weight {fused.weight:g} (valid {metric} "
-          + ", ".join(f"{w:g}: {v:.4f}" for w, v in curve.items()) + ")")
+  fused.info.update(
+    neighbour_weight=fused.weight,
+    neighbour_metric=metric,
+    neighbour_valid=[{"weight": w, metric: v} for w, v in curve.items()],
+  )
+  ctx.log(
+    f"neighbourhood fusion: weight {fused.weight:g} (valid {metric} "
+    + ", ".join(f"{w:g}: {v:.4f}" for w, v in curve.items())
+    + ")"
+  )
   return fused
 
 
@@ -217,19 +245,31 @@ def fit(name: str, ctx: Context, seed: int):
     # Without source domains (in_domain: transfer reaches the target only through the LM
     # adapted on other domains' text) the control drops that: pre-trained W_p vectors.
     vectors = ctx.item_knowledge if ctx.split.sources else ctx.pretrained
-    return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
-                                   item_vectors=vectors, **kw)
+    return sequential.train_sasrec(
+      ctx.ds, ctx.split, cfg=dict(seq, mode="fused"), item_vectors=vectors, **kw
+    )
   if name == "unisrec_style":
-    return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="text", adaptor="moe"),
-                                   item_vectors=ctx.pretrained, **kw)
+    return sequential.train_sasrec(
+      ctx.ds,
+      ctx.split,
+      cfg=dict(seq, mode="text", adaptor="moe"),
+      item_vectors=ctx.pretrained,
+      **kw,
+    )
   if name == "xdkt":
-    if not ctx.split.sources:   # no source users: the knowledge-fused recommender alone
-      return sequential.train_sasrec(ctx.ds, ctx.split, cfg=dict(seq, mode="fused"),
-                                     item_vectors=ctx.item_knowledge, **kw)
-    return sequential.train_sasrec(ctx.ds, ctx.split,
-                                   cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
-                                   item_vectors=ctx.item_knowledge, transfer=True,
-                                   source_vectors=ctx.item_knowledge, **kw)
+    if not ctx.split.sources:  # no source users: the knowledge-fused recommender alone
+      return sequential.train_sasrec(
+        ctx.ds, ctx.split, cfg=dict(seq, mode="fused"), item_vectors=ctx.item_knowledge, **kw
+      )
+    return sequential.train_sasrec(
+      ctx.ds,
+      ctx.split,
+      cfg=dict(seq, mode="fused", **rc.xdkt.to_dict()),
+      item_vectors=ctx.item_knowledge,
+      transfer=True,
+      source_vectors=ctx.item_knowledge,
+      **kw,
+    )
   cfg = {} if name in DETERMINISTIC else {"seed": seed}
   return baselines.fit(name, ctx.ds, ctx.split, target=ctx.target, cfg=cfg)
 
@@ -253,8 +293,17 @@ def eval_groups(ctx: Context, arrays: dict) -> dict[str, np.ndarray]:
   return g
 
 
-def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: str,
-            popularity: np.ndarray, groups: dict) -> dict:
+def run_one(
+  name: str,
+  seed: int,
+  ctx: Context,
+  out: Path,
+  arrays: dict,
+  *,
+  fp: str,
+  popularity: np.ndarray,
+  groups: dict,
+) -> dict:
   """Fit + evaluate one (method, seed); reuses a finished one with the same fingerprint."""
   out.mkdir(parents=True, exist_ok=True)
   if artifacts.is_done(out, fp, ctx.log, f"{name}[seed {seed}]"):
@@ -268,30 +317,46 @@ def run_one(name: str, seed: int, ctx: Context, out: Path, arrays: dict, *, fp: 
   fit_s = time.time() - t0
   t1 = time.time()
   evaluate = lambda m: evaluate_lib.evaluate(
-      score_fn=m.score, arrays=arrays, n_items=ctx.ds.domains[ctx.target].n_items,
-      batch_size=int(rc.eval_batch_size), item_vectors=ctx.item_knowledge[ctx.target],
-      item_popularity=popularity, ks=[int(k) for k in str(rc.ks).split(",")], groups=groups)
+    score_fn=m.score,
+    arrays=arrays,
+    n_items=ctx.ds.domains[ctx.target].n_items,
+    batch_size=int(rc.eval_batch_size),
+    item_vectors=ctx.item_knowledge[ctx.target],
+    item_popularity=popularity,
+    ks=[int(k) for k in str(rc.ks).split(",")],
+    groups=groups,
+  )
   res = evaluate(model)
   eval_s = time.time() - t1
   np.savez(out / "per_user.npz", user=arrays["user"], **res.per_example)
-  summary = {"method": name, "seed": seed, "deterministic": name in DETERMINISTIC,
-             **res.to_dict(), "fit_seconds": fit_s, "eval_seconds": eval_s,
-             "eval_rule": ctx.rule.to_dict(),
-             "per_user_file": f"{name}/seed_{seed}/per_user.npz",
-             "train_losses": train_losses(model),
-             "info": getattr(model, "info", {})}
+  summary = {
+    "method": name,
+    "seed": seed,
+    "deterministic": name in DETERMINISTIC,
+    **res.to_dict(),
+    "fit_seconds": fit_s,
+    "eval_seconds": eval_s,
+    "eval_rule": ctx.rule.to_dict(),
+    "per_user_file": f"{name}/seed_{seed}/per_user.npz",
+    "train_losses": train_losses(model),
+    "info": getattr(model, "info", {}),
+  }
   if model is not trained:
     plain = evaluate(trained)
     np.savez(out / "per_user_unfused.npz", user=arrays["user"], **plain.per_example)
-    summary["unfused"] = {**plain.to_dict(),
-                          "per_user_file": f"{name}/seed_{seed}/per_user_unfused.npz"}
+    summary["unfused"] = {
+      **plain.to_dict(),
+      "per_user_file": f"{name}/seed_{seed}/per_user_unfused.npz",
+    }
   (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
   if name == "xdkt" and seed == 0 and ctx.split.sources:
     save_alignment_views(trained, ctx, out)
   artifacts.finish(out, fp)
-  ctx.log(f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
-          f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
-          f"(fit {fit_s:.1f} s, eval {eval_s:.1f} s)")
+  ctx.log(
+    f"{name}[seed {seed}]: ndcg@10 {res.means.get('ndcg@10', float('nan')):.4f} "
+    f"recall@10 {res.means.get('recall@10', float('nan')):.4f} "
+    f"(fit {fit_s:.1f} s, eval {eval_s:.1f} s)"
+  )
   return summary
 
 
@@ -300,15 +365,20 @@ def save_alignment_views(model, ctx: Context, out: Path, n: int = 500) -> None:
   report's projection plot; a fixed sample of at most n items per domain."""
   import jax  # pylint: disable=import-outside-toplevel
   from xdkt_jax.models import xdkt as xdkt_lib  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(0)
   src, tgt = ctx.source_item_knowledge(), ctx.item_knowledge[ctx.target]
   pick = lambda x: x[np.sort(rng.choice(len(x), min(n, len(x)), replace=False))]
   src, tgt = pick(src), pick(tgt)
   variables = {"params": model.params, **(model.consts or {})}
   adapt = jax.jit(lambda v, x: model.module.apply(v, x, method=xdkt_lib.XDKTRec.adapt))
-  np.savez(out / "alignment_views.npz", source_before=src, target_before=tgt,
-           source_after=np.asarray(adapt(variables, src)),
-           target_after=np.asarray(adapt(variables, tgt)))
+  np.savez(
+    out / "alignment_views.npz",
+    source_before=src,
+    target_before=tgt,
+    source_after=np.asarray(adapt(variables, src)),
+    target_after=np.asarray(adapt(variables, tgt)),
+  )
 
 
 def _run_jobs(run, jobs: list, workers: int) -> list[dict]:
@@ -331,7 +401,7 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
   arrays = ctx.eval_arrays(str(rc.eval_part))
   if len(arrays["target"]) == 0:
     raise ValueError(f"the split has no {rc.eval_part!r} examples in {ctx.target!r}")
-  popularity = item_popularity(ctx.ds, ctx.split, ctx.target)   # the same for every run
+  popularity = item_popularity(ctx.ds, ctx.split, ctx.target)  # the same for every run
   groups = eval_groups(ctx, arrays)
   jobs = []
   for name in parse_methods(rc.methods):
@@ -344,14 +414,24 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     jobs += [(name, s, f"{fp}|{rule}|{name}|{s}|{own}") for s in seeds_for(name, int(rc.seeds))]
   done = []
 
-  stopped = lambda: (f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} (method, "
-                     "seed) runs are finished and kept; rerun the same command to resume")
+  stopped = lambda: (
+    f"recommend: stopped on SIGTERM; {len(done)} of {len(jobs)} (method, "
+    "seed) runs are finished and kept; rerun the same command to resume"
+  )
 
   def run(job):
-    summary = run_one(job[0], job[1], ctx, out_dir / job[0] / f"seed_{job[1]}", arrays,
-                      fp=job[2], popularity=popularity, groups=groups)
+    summary = run_one(
+      job[0],
+      job[1],
+      ctx,
+      out_dir / job[0] / f"seed_{job[1]}",
+      arrays,
+      fp=job[2],
+      popularity=popularity,
+      groups=groups,
+    )
     done.append(job)
-    stopping.check(stopped)   # a request whose exception was swallowed mid-run
+    stopping.check(stopped)  # a request whose exception was swallowed mid-run
     return summary
 
   # SIGTERM stops the stage at once: each finished (method, seed) run is kept (sealed last),
@@ -364,13 +444,19 @@ def run_all(ctx: Context, out_dir: Path, *, fp: str) -> dict[str, list[dict]]:
     results.setdefault(job[0], []).append(summary)
   for name in list(results):
     if all("unfused" in s for s in results[name]):
-      results[name + UNFUSED] = [{"method": name + UNFUSED, "seed": s["seed"],
-                                  "deterministic": s["deterministic"],
-                                  "eval_rule": s["eval_rule"], **s["unfused"]}
-                                 for s in results[name]]
+      results[name + UNFUSED] = [
+        {
+          "method": name + UNFUSED,
+          "seed": s["seed"],
+          "deterministic": s["deterministic"],
+          "eval_rule": s["eval_rule"],
+          **s["unfused"],
+        }
+        for s in results[name]
+      ]
   return results
 
 
 def base_method(name: str) -> str:
   """'xdkt-nofusion' → 'xdkt': the configured method a reported row belongs to."""
-  return name[:-len(UNFUSED)] if name.endswith(UNFUSED) else name
+  return name[: -len(UNFUSED)] if name.endswith(UNFUSED) else name

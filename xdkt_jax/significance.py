@@ -43,8 +43,9 @@ def as_seeds_by_users(x) -> np.ndarray:
   return a
 
 
-def two_level_means(values_SxU: np.ndarray, seed_idx_BxS: np.ndarray,
-                    user_idx_BxU: np.ndarray) -> np.ndarray:
+def two_level_means(
+  values_SxU: np.ndarray, seed_idx_BxS: np.ndarray, user_idx_BxU: np.ndarray
+) -> np.ndarray:
   """[B] means of the resampled arrays values[seed_idx[b]][:, user_idx[b]] — the statistic of
   the two-level bootstrap for given draws (counts instead of gathers: B × S × U never exists)."""
   v = np.asarray(values_SxU, np.float64)
@@ -52,13 +53,14 @@ def two_level_means(values_SxU: np.ndarray, seed_idx_BxS: np.ndarray,
   return np.einsum("bs,bs->b", _counts(seed_idx_BxS, s), _counts(user_idx_BxU, u) @ v.T)
 
 
-_CACHE_CELLS = 30_000_000     # user-weight matrices up to this many cells are kept for reuse
+_CACHE_CELLS = 30_000_000  # user-weight matrices up to this many cells are kept for reuse
 
 
 def _counts(idx_BxK: np.ndarray, k: int) -> np.ndarray:
   b = len(idx_BxK)
-  return np.bincount((idx_BxK + np.arange(b)[:, None] * k).ravel(),
-                     minlength=b * k).reshape(b, k) / k
+  return (
+    np.bincount((idx_BxK + np.arange(b)[:, None] * k).ravel(), minlength=b * k).reshape(b, k) / k
+  )
 
 
 def _user_weights(rng, u: int, n_boot: int):
@@ -78,8 +80,9 @@ def _draws(s: int, u: int, n_boot: int, seed: int):
   return seed_w, np.concatenate(list(_user_weights(rng, u, n_boot)))
 
 
-def two_level_ci(values_SxU, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
-                 seed: int = 0) -> tuple[float, float]:
+def two_level_ci(
+  values_SxU, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> tuple[float, float]:
   """Percentile interval of the mean of a [seeds, users] array under resampling of seeds and
   users (module docstring).  The draws: `n_boot` rows of seed indices, then `n_boot` rows of
   user indices in blocks of ≤ 2M, from `default_rng(seed)`; the same arguments give the same
@@ -89,12 +92,12 @@ def two_level_ci(values_SxU, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOO
   if n_boot * u <= _CACHE_CELLS:
     seed_w, user_w = _draws(s, u, n_boot, seed)
     means = np.einsum("bs,bs->b", seed_w, user_w @ v.T)
-  else:   # too large to keep: the same draws, streamed
+  else:  # too large to keep: the same draws, streamed
     rng = np.random.default_rng(seed)
     seed_w = _counts(rng.integers(0, s, size=(n_boot, s)), s)
     parts, at = [], 0
     for w in _user_weights(rng, u, n_boot):
-      parts.append(np.einsum("bs,bs->b", seed_w[at:at + len(w)], w @ v.T))
+      parts.append(np.einsum("bs,bs->b", seed_w[at : at + len(w)], w @ v.T))
       at += len(w)
     means = np.concatenate(parts)
   a = (1.0 - level) / 2.0
@@ -102,18 +105,25 @@ def two_level_ci(values_SxU, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOO
 
 
 def ci_method(n_seeds: int, n_boot: int = DEFAULT_N_BOOT) -> str:
-  return (f"two-level bootstrap over {n_seeds} seeds x users ({n_boot} resamples)"
-          if n_seeds > 1 else f"bootstrap over users, one run ({n_boot} resamples)")
+  return (
+    f"two-level bootstrap over {n_seeds} seeds x users ({n_boot} resamples)"
+    if n_seeds > 1
+    else f"bootstrap over users, one run ({n_boot} resamples)"
+  )
 
 
-def interval(values, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
-             seed: int = 0) -> dict:
+def interval(values, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
   """A method's mean with its two-level interval, and the per-seed means it came from."""
   v = as_seeds_by_users(values)
   lo, hi = two_level_ci(v, level=level, n_boot=n_boot, seed=seed)
-  return {"mean": float(v.mean()), "ci95": [lo, hi], "ci_method": ci_method(len(v), n_boot),
-          "per_seed": [float(x) for x in v.mean(axis=1)], "n_seeds": int(len(v)),
-          "n_users": int(v.shape[1])}
+  return {
+    "mean": float(v.mean()),
+    "ci95": [lo, hi],
+    "ci_method": ci_method(len(v), n_boot),
+    "per_seed": [float(x) for x in v.mean(axis=1)],
+    "n_seeds": int(len(v)),
+    "n_users": int(v.shape[1]),
+  }
 
 
 def paired_differences(a, b) -> np.ndarray:
@@ -165,11 +175,16 @@ def compare(a, b, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: in
   d = paired_differences(a, b)
   lo, hi = two_level_ci(d, level=level, n_boot=n_boot, seed=seed)
   per_user = d.mean(axis=0)
-  return {"mean": float(d.mean()), "ci95": [lo, hi], "ci_method": ci_method(len(d), n_boot),
-          "p_ttest": paired_user_test(per_user, "ttest"),
-          "p_wilcoxon": paired_user_test(per_user, "wilcoxon"),
-          "test": "paired t-test over users on seed-averaged differences",
-          "n_users": int(d.shape[1]), "n_seeds": int(len(d))}
+  return {
+    "mean": float(d.mean()),
+    "ci95": [lo, hi],
+    "ci_method": ci_method(len(d), n_boot),
+    "p_ttest": paired_user_test(per_user, "ttest"),
+    "p_wilcoxon": paired_user_test(per_user, "wilcoxon"),
+    "test": "paired t-test over users on seed-averaged differences",
+    "n_users": int(d.shape[1]),
+    "n_seeds": int(len(d)),
+  }
 
 
 def correct(family: dict[str, dict], *, alpha: float = 0.05) -> dict[str, dict]:
@@ -183,19 +198,27 @@ def correct(family: dict[str, dict], *, alpha: float = 0.05) -> dict[str, dict]:
   for n, p in zip(names, adj):
     c = family[n]
     lo, hi = c["ci95"]
-    c.update(p_holm=float(p), p_value=float(p), family_size=len(names), alpha=float(alpha),
-             significant=bool(p < alpha and (lo > 0 or hi < 0)))
+    c.update(
+      p_holm=float(p),
+      p_value=float(p),
+      family_size=len(names),
+      alpha=float(alpha),
+      significant=bool(p < alpha and (lo > 0 or hi < 0)),
+    )
   return family
 
 
-def transfer_gain(method, control, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
-                  seed: int = 0) -> dict:
+def transfer_gain(
+  method, control, *, level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+) -> dict:
   """A transfer method's gain over its no-transfer control on one metric ([seeds, users] each):
   `compare` plus whether it is negative and its size relative to the control."""
   g = compare(method, control, level=level, n_boot=n_boot, seed=seed)
   control_mean = float(as_seeds_by_users(control).mean())
-  g.update(negative=bool(g["mean"] < 0),
-           relative=g["mean"] / control_mean if control_mean else float("nan"))
+  g.update(
+    negative=bool(g["mean"] < 0),
+    relative=g["mean"] / control_mean if control_mean else float("nan"),
+  )
   return g
 
 
@@ -206,9 +229,11 @@ def negative_transfer_warning(gain: dict, *, metric: str = "") -> str | None:
   lo, hi = gain.get("ci95", (float("nan"), float("nan")))
   sure = "the whole 95% CI is below 0" if hi < 0 else "the 95% CI includes 0 (may be noise)"
   what = f" on {metric}" if metric else ""
-  return (f"!!! NEGATIVE TRANSFER{what}: the transfer method is WORSE than the no-transfer "
-          f"control by {gain['mean']:.4g} (95% CI [{lo:.4g}, {hi:.4g}], Holm-corrected "
-          f"p = {gain['p_value']:.3g}; {sure}).  Do not report this as a gain.")
+  return (
+    f"!!! NEGATIVE TRANSFER{what}: the transfer method is WORSE than the no-transfer "
+    f"control by {gain['mean']:.4g} (95% CI [{lo:.4g}, {hi:.4g}], Holm-corrected "
+    f"p = {gain['p_value']:.3g}; {sure}).  Do not report this as a gain."
+  )
 
 
 def seed_t_interval(per_seed, level: float = 0.95) -> dict:
@@ -221,5 +246,9 @@ def seed_t_interval(per_seed, level: float = 0.95) -> dict:
   else:
     half = stats.t.ppf((1.0 + level) / 2.0, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
     ci = [m - half, m + half]
-  return {"mean": m, "ci95": ci, "ci_method": f"t over {len(x)} seeds (set-level)",
-          "per_seed": [float(v) for v in x]}
+  return {
+    "mean": m,
+    "ci95": ci,
+    "ci_method": f"t over {len(x)} seeds (set-level)",
+    "per_seed": [float(v) for v in x],
+  }

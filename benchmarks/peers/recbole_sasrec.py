@@ -38,24 +38,36 @@ PARTS = ("train", "valid", "test")
 
 def add_common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
   """The flags both peers take (vs_recbole.py passes the same ones to each)."""
-  ap.add_argument("--data-dir", required=True,
-                  help=f"folder with {DATASET}.{{train,valid,test}}.inter (UniSRec format)")
+  ap.add_argument(
+    "--data-dir",
+    required=True,
+    help=f"folder with {DATASET}.{{train,valid,test}}.inter (UniSRec format)",
+  )
   ap.add_argument("--epochs", type=int, default=1)
   ap.add_argument("--hidden", type=int, default=300)
   ap.add_argument("--layers", type=int, default=2)
   ap.add_argument("--heads", type=int, default=2)
   ap.add_argument("--inner", type=int, default=256)
   ap.add_argument("--max-len", type=int, default=50)
-  ap.add_argument("--batch", type=int, default=2048,
-                  help="training examples (next-item transitions) per step")
-  ap.add_argument("--eval-batch", type=int, default=4096,
-                  help="evaluation rows per batch (RecBole's default 4096)")
+  ap.add_argument(
+    "--batch", type=int, default=2048, help="training examples (next-item transitions) per step"
+  )
+  ap.add_argument(
+    "--eval-batch",
+    type=int,
+    default=4096,
+    help="evaluation rows per batch (RecBole's default 4096)",
+  )
   ap.add_argument("--lr", type=float, default=1e-3)
   ap.add_argument("--dropout", type=float, default=0.5)
   ap.add_argument("--seed", type=int, default=2020)
-  ap.add_argument("--max-rows", type=int, default=0,
-                  help="smoke tests: keep only the first N users (the first N test lines and "
-                       "those users' valid / train lines), written to a temp copy")
+  ap.add_argument(
+    "--max-rows",
+    type=int,
+    default=0,
+    help="smoke tests: keep only the first N users (the first N test lines and "
+    "those users' valid / train lines), written to a temp copy",
+  )
   return ap
 
 
@@ -81,7 +93,7 @@ def prepare_data(src: str, work: str, max_rows: int = 0) -> Path:
       (dst / f.name).symlink_to(f)
   if max_rows:
     test = _read_lines(src_dir / f"{DATASET}.test.inter")
-    keep = {line.split("\t", 1)[0] for line in test[1:max_rows + 1] if line}
+    keep = {line.split("\t", 1)[0] for line in test[1 : max_rows + 1] if line}
     for name in sorted(inter):
       lines = _read_lines(src_dir / name)
       rows = [line for line in lines[1:] if line and line.split("\t", 1)[0] in keep]
@@ -103,22 +115,45 @@ def longest_history(folder: Path) -> int:
 def recbole_config(args, data_path: Path, work: Path) -> dict:
   """Benchmark-file SASRec with CE over the full catalogue, CPU, full-ranking Recall/NDCG@10."""
   return {
-      "data_path": str(data_path), "benchmark_filename": list(PARTS),
-      "load_col": {"inter": ["user_id", "item_id_list", "item_id"]},
-      "alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": args.max_len,
-      "hidden_size": args.hidden, "n_layers": args.layers, "n_heads": args.heads,
-      "inner_size": args.inner, "hidden_dropout_prob": args.dropout,
-      "attn_dropout_prob": args.dropout, "loss_type": "CE", "train_neg_sample_args": None,
-      "epochs": args.epochs, "train_batch_size": args.batch, "eval_batch_size": args.eval_batch,
-      "learning_rate": args.lr, "learner": "adam", "clip_grad_norm": None,
-      "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
-                    "group_by": "user"},
-      "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
-      # No validation or early stopping: this script drives the epochs itself.
-      "eval_step": 0, "stopping_step": 10**9,
-      "gpu_id": "", "use_gpu": False, "worker": 0, "show_progress": False,
-      "seed": args.seed, "reproducibility": True, "state": "WARNING",
-      "checkpoint_dir": str(work / "saved"),
+    "data_path": str(data_path),
+    "benchmark_filename": list(PARTS),
+    "load_col": {"inter": ["user_id", "item_id_list", "item_id"]},
+    "alias_of_item_id": ["item_id_list"],
+    "MAX_ITEM_LIST_LENGTH": args.max_len,
+    "hidden_size": args.hidden,
+    "n_layers": args.layers,
+    "n_heads": args.heads,
+    "inner_size": args.inner,
+    "hidden_dropout_prob": args.dropout,
+    "attn_dropout_prob": args.dropout,
+    "loss_type": "CE",
+    "train_neg_sample_args": None,
+    "epochs": args.epochs,
+    "train_batch_size": args.batch,
+    "eval_batch_size": args.eval_batch,
+    "learning_rate": args.lr,
+    "learner": "adam",
+    "clip_grad_norm": None,
+    "eval_args": {
+      "split": {"LS": "valid_and_test"},
+      "order": "TO",
+      "mode": "full",
+      "group_by": "user",
+    },
+    "metrics": ["Recall", "NDCG"],
+    "topk": [10],
+    "valid_metric": "NDCG@10",
+    # No validation or early stopping: this script drives the epochs itself.
+    "eval_step": 0,
+    "stopping_step": 10**9,
+    "gpu_id": "",
+    "use_gpu": False,
+    "worker": 0,
+    "show_progress": False,
+    "seed": args.seed,
+    "reproducibility": True,
+    "state": "WARNING",
+    "checkpoint_dir": str(work / "saved"),
   }
 
 
@@ -136,8 +171,9 @@ def run(args, work: Path) -> dict:
     raise SystemExit(f"--max-len {args.max_len} < longest history {longest} in the files")
   os.chdir(work)  # RecBole writes log_tensorboard/ and saved/ under the working directory
   sys.argv = sys.argv[:1]  # Config would also read `--key=value` flags as RecBole settings
-  config = Config(model="SASRec", dataset=DATASET,
-                  config_dict=recbole_config(args, folder.parent, work))
+  config = Config(
+    model="SASRec", dataset=DATASET, config_dict=recbole_config(args, folder.parent, work)
+  )
   init_seed(config["seed"], config["reproducibility"])
   dataset = create_dataset(config)
   train_data, _, test_data = data_preparation(config, dataset)
@@ -151,8 +187,11 @@ def run(args, work: Path) -> dict:
     t = time.perf_counter()
     losses.append(float(trainer._train_epoch(train_data, epoch, show_progress=False)))
     epoch_s.append(time.perf_counter() - t)
-    print(f"recbole: epoch {epoch} {epoch_s[-1]:.2f} s, loss sum {losses[-1]:.4f}",
-          file=sys.stderr, flush=True)
+    print(
+      f"recbole: epoch {epoch} {epoch_s[-1]:.2f} s, loss sum {losses[-1]:.4f}",
+      file=sys.stderr,
+      flush=True,
+    )
 
   evals = []
   for _ in range(2):
@@ -160,16 +199,24 @@ def run(args, work: Path) -> dict:
     result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     evals.append(time.perf_counter() - t)
   return {
-      "impl": "recbole",
-      "train_s_per_epoch": sum(epoch_s) / len(epoch_s),
-      "train_examples": len(train_data._dataset),
-      "eval_s": evals[1], "eval_first_s": evals[0],
-      "recall@10": float(result["recall@10"]), "ndcg@10": float(result["ndcg@10"]),
-      "epochs": args.epochs, "epoch_s": epoch_s, "loss_sum_per_epoch": losses,
-      "steps_per_epoch": len(train_data), "batch": args.batch,
-      "test_examples": len(test_data._dataset), "n_items": int(dataset.item_num) - 1,
-      "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-      "max_rows": args.max_rows, "exclude_history": False,
+    "impl": "recbole",
+    "train_s_per_epoch": sum(epoch_s) / len(epoch_s),
+    "train_examples": len(train_data._dataset),
+    "eval_s": evals[1],
+    "eval_first_s": evals[0],
+    "recall@10": float(result["recall@10"]),
+    "ndcg@10": float(result["ndcg@10"]),
+    "epochs": args.epochs,
+    "epoch_s": epoch_s,
+    "loss_sum_per_epoch": losses,
+    "steps_per_epoch": len(train_data),
+    "batch": args.batch,
+    "test_examples": len(test_data._dataset),
+    "n_items": int(dataset.item_num) - 1,
+    "torch_threads": torch.get_num_threads(),
+    "torch": torch.__version__,
+    "max_rows": args.max_rows,
+    "exclude_history": False,
   }
 
 

@@ -89,7 +89,7 @@ def repeat_targets(ds, split, part: str = "test") -> int:
   """Eval examples whose target the same user also has among TRAINING items."""
   offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
   es = split.eval[DATASET][part]
-  return sum(int(t in items[offsets[u]:offsets[u + 1]]) for u, t in zip(es.user, es.target))
+  return sum(int(t in items[offsets[u] : offsets[u + 1]]) for u, t in zip(es.user, es.target))
 
 
 def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
@@ -103,9 +103,14 @@ def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
   # A window whose first input is BOS predicts the user's first item from nothing.
   bos = int(((windows["inputs"][:, 0] == n_items) & (windows["mask"][:, 0] == 1)).sum())
   rows = len(packed["inputs"])
-  return {"transitions": transitions, "bos_transitions": bos, "windows": len(windows["inputs"]),
-          "rows": rows, "per_row": transitions / rows,
-          "per_row_with_history": (transitions - bos) / rows}
+  return {
+    "transitions": transitions,
+    "bos_transitions": bos,
+    "windows": len(windows["inputs"]),
+    "rows": rows,
+    "per_row": transitions / rows,
+    "per_row_with_history": (transitions - bos) / rows,
+  }
 
 
 @contextlib.contextmanager
@@ -126,6 +131,7 @@ def first_step_clock():
       out = jax.block_until_ready(step(*a, **kw))
       marks["first_done"] = time.perf_counter()
       return out
+
     return timed
 
   steps_lib.make_train_step = make
@@ -148,73 +154,140 @@ def train(args, ds, split, stats) -> tuple:
   per_row = stats["per_row"] if args.first_item_loss else stats["per_row_with_history"]
   batch_rows = max(1, round(args.batch / per_row))
   # The run config's recommender settings, then this benchmark's peer-matched ones on top.
-  cfg = dict(common.sequential_config().to_dict(), mode="id", hidden=args.hidden, layers=args.layers, heads=args.heads,
-             mlp=args.inner, max_len=args.max_len, dropout=args.dropout, lr=args.lr,
-             batch=batch_rows, epochs=args.epochs, norm="post", clip_norm=0.0,
-             weight_decay=0.0, loss="full_softmax", seed=args.seed,
-             first_item_loss=args.first_item_loss, act=args.act,
-             attn_dropout=args.dropout if args.attn_dropout is None else args.attn_dropout,
-             inner_dropout=args.inner_dropout, pack=args.pack)
+  cfg = dict(
+    common.sequential_config().to_dict(),
+    mode="id",
+    hidden=args.hidden,
+    layers=args.layers,
+    heads=args.heads,
+    mlp=args.inner,
+    max_len=args.max_len,
+    dropout=args.dropout,
+    lr=args.lr,
+    batch=batch_rows,
+    epochs=args.epochs,
+    norm="post",
+    clip_norm=0.0,
+    weight_decay=0.0,
+    loss="full_softmax",
+    seed=args.seed,
+    first_item_loss=args.first_item_loss,
+    act=args.act,
+    attn_dropout=args.dropout if args.attn_dropout is None else args.attn_dropout,
+    inner_dropout=args.inner_dropout,
+    pack=args.pack,
+  )
   with first_step_clock() as marks:
     t0 = time.perf_counter()
-    model = sequential.train_sasrec(ds, split, target=DATASET, cfg=cfg,
-                                    log_fn=lambda m: print(m, file=sys.stderr, flush=True))
+    model = sequential.train_sasrec(
+      ds, split, target=DATASET, cfg=cfg, log_fn=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     t1 = time.perf_counter()
   info = model.info
   steps_per_epoch = info["steps"] // args.epochs
   bsz = info["batch"]  # train_sasrec clamps it to the rows there are
-  timing = {"train_total_s": t1 - t0, "train_loop_s": info["train_seconds"],
-            "first_step_s": marks["first_done"] - marks["first_start"]}
+  timing = {
+    "train_total_s": t1 - t0,
+    "train_loop_s": info["train_seconds"],
+    "first_step_s": marks["first_done"] - marks["first_start"],
+  }
   if info["steps"] > 1:
     per_step = (t1 - marks["first_done"]) / (info["steps"] - 1)
-    timing.update(train_s_per_epoch=per_step * steps_per_epoch, train_s_per_step=per_step,
-                  per_epoch_includes_compile=False)
+    timing.update(
+      train_s_per_epoch=per_step * steps_per_epoch,
+      train_s_per_step=per_step,
+      per_epoch_includes_compile=False,
+    )
   else:
-    timing.update(train_s_per_epoch=info["train_seconds"] / args.epochs,
-                  per_epoch_includes_compile=True)
-  shape = {"batch_rows": bsz, "steps_per_epoch": steps_per_epoch, "steps": info["steps"],
-           "train_examples": round(steps_per_epoch * bsz * per_row),
-           "trained_transitions_per_row": per_row,
-           "final_loss": info["final_loss"]}
+    timing.update(
+      train_s_per_epoch=info["train_seconds"] / args.epochs, per_epoch_includes_compile=True
+    )
+  shape = {
+    "batch_rows": bsz,
+    "steps_per_epoch": steps_per_epoch,
+    "steps": info["steps"],
+    "train_examples": round(steps_per_epoch * bsz * per_row),
+    "trained_transitions_per_row": per_row,
+    "final_loss": info["final_loss"],
+  }
   return model, {**timing, **shape}
 
 
 def evaluate(args, ds, split, model) -> dict:
-  arrays = inputs.eval_arrays(ds, split, DATASET, "test", max_len=args.max_len,
-                              exclude_history=args.exclude)
+  arrays = inputs.eval_arrays(
+    ds, split, DATASET, "test", max_len=args.max_len, exclude_history=args.exclude
+  )
   n = len(arrays["target"])
   bsz = eval_batch_size(n, args.xdkt_eval_batch)
-  run = lambda: evaluate_lib.evaluate(score_fn=model.score, arrays=arrays,
-                                      n_items=ds.domains[DATASET].n_items, batch_size=bsz,
-                                      ks=(10,))
+  run = lambda: evaluate_lib.evaluate(
+    score_fn=model.score,
+    arrays=arrays,
+    n_items=ds.domains[DATASET].n_items,
+    batch_size=bsz,
+    ks=(10,),
+  )
   times = []
-  for _ in range(2):   # the first call compiles; the second is the steady state
+  for _ in range(2):  # the first call compiles; the second is the steady state
     t = time.perf_counter()
     result = run()
     times.append(time.perf_counter() - t)
-  return {"eval_s": times[1], "eval_first_s": times[0], "eval_batch": bsz, "test_examples": n,
-          "recall@10": result.means["recall@10"], "ndcg@10": result.means["ndcg@10"]}
+  return {
+    "eval_s": times[1],
+    "eval_first_s": times[0],
+    "eval_batch": bsz,
+    "test_examples": n,
+    "recall@10": result.means["recall@10"],
+    "ndcg@10": result.means["ndcg@10"],
+  }
 
 
 def main():
   ap = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-  ap.add_argument("--no-first-item-loss", dest="first_item_loss", action="store_false",
-                  help="train RecBole's transitions only (no first item from BOS); measured "
-                       "at 2 epochs: R@10 0.0399 vs 0.0417 with it (benchmarks/RESULTS.md)")
-  ap.add_argument("--act", choices=("relu", "gelu"), default="gelu",
-                  help="FFN activation (RecBole's SASRec: gelu; the project default: relu)")
-  ap.add_argument("--attn-dropout", type=float, default=None,
-                  help="dropout on attention probabilities (default: --dropout, as RecBole)")
-  ap.add_argument("--inner-dropout", action=argparse.BooleanOptionalAction, default=False,
-                  help="dropout after the FFN activation too (original SASRec; RecBole: no)")
-  ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
-                  help="pack several users' windows into one max_len row (default); "
-                       "--no-pack: one window a row, so a batch spans more users")
-  ap.add_argument("--xdkt-eval-batch", type=int, default=256,
-                  help="rows per evaluation batch on the xdkt side (RecBole: --eval-batch)")
-  ap.add_argument("--exclude", choices=("none", "train", "all"), default="none",
-                  help="exclude_history rule (xdkt_jax/conventions.py); 'none' ranks as "
-                       "RecBole does for sequential models")
+  ap.add_argument(
+    "--no-first-item-loss",
+    dest="first_item_loss",
+    action="store_false",
+    help="train RecBole's transitions only (no first item from BOS); measured "
+    "at 2 epochs: R@10 0.0399 vs 0.0417 with it (benchmarks/RESULTS.md)",
+  )
+  ap.add_argument(
+    "--act",
+    choices=("relu", "gelu"),
+    default="gelu",
+    help="FFN activation (RecBole's SASRec: gelu; the project default: relu)",
+  )
+  ap.add_argument(
+    "--attn-dropout",
+    type=float,
+    default=None,
+    help="dropout on attention probabilities (default: --dropout, as RecBole)",
+  )
+  ap.add_argument(
+    "--inner-dropout",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="dropout after the FFN activation too (original SASRec; RecBole: no)",
+  )
+  ap.add_argument(
+    "--pack",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="pack several users' windows into one max_len row (default); "
+    "--no-pack: one window a row, so a batch spans more users",
+  )
+  ap.add_argument(
+    "--xdkt-eval-batch",
+    type=int,
+    default=256,
+    help="rows per evaluation batch on the xdkt side (RecBole: --eval-batch)",
+  )
+  ap.add_argument(
+    "--exclude",
+    choices=("none", "train", "all"),
+    default="none",
+    help="exclude_history rule (xdkt_jax/conventions.py); 'none' ranks as "
+    "RecBole does for sequential models",
+  )
   args = ap.parse_args()
   with tempfile.TemporaryDirectory(prefix="xdkt_sasrec_") as work:
     folder = prepare_data(args.data_dir, work, args.max_rows)
@@ -224,18 +297,30 @@ def main():
   stats = packing_stats(ds, split, args.max_len, pack=args.pack)
   model, tr = train(args, ds, split, stats)
   ev = evaluate(args, ds, split, model)
-  out = {"impl": "xdkt", "train_s_per_epoch": tr.pop("train_s_per_epoch"),
-         "train_examples": tr.pop("train_examples"), "eval_s": ev.pop("eval_s"),
-         "recall@10": ev.pop("recall@10"), "ndcg@10": ev.pop("ndcg@10"),
-         "epochs": args.epochs, **tr, **ev,
-         "train_transitions": stats["transitions"],
-         "train_transitions_with_history": stats["transitions"] - stats["bos_transitions"],
-         "packed_rows": stats["rows"], "windows": stats["windows"],
-         "transitions_per_row": stats["per_row"], "batch_transitions": args.batch,
-         "n_items": ds.domains[DATASET].n_items, "load_s": load_s,
-         "repeat_targets": repeat_targets(ds, split),
-         "backend": jax.default_backend(), "devices": jax.device_count(),
-         "max_rows": args.max_rows, "exclude_history": args.exclude}
+  out = {
+    "impl": "xdkt",
+    "train_s_per_epoch": tr.pop("train_s_per_epoch"),
+    "train_examples": tr.pop("train_examples"),
+    "eval_s": ev.pop("eval_s"),
+    "recall@10": ev.pop("recall@10"),
+    "ndcg@10": ev.pop("ndcg@10"),
+    "epochs": args.epochs,
+    **tr,
+    **ev,
+    "train_transitions": stats["transitions"],
+    "train_transitions_with_history": stats["transitions"] - stats["bos_transitions"],
+    "packed_rows": stats["rows"],
+    "windows": stats["windows"],
+    "transitions_per_row": stats["per_row"],
+    "batch_transitions": args.batch,
+    "n_items": ds.domains[DATASET].n_items,
+    "load_s": load_s,
+    "repeat_targets": repeat_targets(ds, split),
+    "backend": jax.default_backend(),
+    "devices": jax.device_count(),
+    "max_rows": args.max_rows,
+    "exclude_history": args.exclude,
+  }
   print(json.dumps(out), flush=True)
 
 

@@ -33,7 +33,7 @@ def source_sequences(ds: CrossDomainDataset, split: Split):
     o, items = train_sequences(ds, split, s, consumer="source histories")
     nz = np.nonzero(np.diff(o))[0]
     for u in nz:
-      per_user[u].append(items[o[u]:o[u + 1]] + offs[s])
+      per_user[u].append(items[o[u] : o[u + 1]] + offs[s])
   lens = np.array([sum(len(a) for a in p) for p in per_user], dtype=np.int64)
   offsets = np.zeros(ds.n_users + 1, dtype=np.int64)
   np.cumsum(lens, out=offsets[1:])
@@ -42,8 +42,9 @@ def source_sequences(ds: CrossDomainDataset, split: Split):
   return offsets, items
 
 
-def exclusion_lists(ds: CrossDomainDataset, split: Split, domain: str, part: str,
-                    rule: str) -> tuple[np.ndarray, np.ndarray]:
+def exclusion_lists(
+  ds: CrossDomainDataset, split: Split, domain: str, part: str, rule: str
+) -> tuple[np.ndarray, np.ndarray]:
   """The items each example of split.eval[domain][part] must not be ranked with, as padded
   id lists ([n, L] int32 + int8 mask), under `rule` (conventions.EXCLUDE_RULES):
 
@@ -65,8 +66,11 @@ def exclusion_lists(ds: CrossDomainDataset, split: Split, domain: str, part: str
     lens = u_off[es.user + 1] - u_off[es.user]
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
-    idx = (np.concatenate([np.arange(u_off[u], u_off[u + 1]) for u in es.user])
-           if n else np.zeros(0, np.int64))
+    idx = (
+      np.concatenate([np.arange(u_off[u], u_off[u + 1]) for u in es.user])
+      if n
+      else np.zeros(0, np.int64)
+    )
     items = u_items[idx.astype(np.int64)]
   else:
     raise ValueError(f"exclusion_lists: rule must be none|train|all, got {rule!r}")
@@ -74,21 +78,32 @@ def exclusion_lists(ds: CrossDomainDataset, split: Split, domain: str, part: str
   return pad_sequences(offsets, items, width)
 
 
-def eval_arrays(ds: CrossDomainDataset, split: Split, domain: str, part: str, *,
-                exclude_history: str, max_len: int = 50,
-                src_max_len: int = 50) -> dict[str, np.ndarray]:
+def eval_arrays(
+  ds: CrossDomainDataset,
+  split: Split,
+  domain: str,
+  part: str,
+  *,
+  exclude_history: str,
+  max_len: int = 50,
+  src_max_len: int = 50,
+) -> dict[str, np.ndarray]:
   """Every example of split.eval[domain][part] as fixed-shape arrays:
 
-    user [n], target [n], hist [n, max_len] + hist_mask (target-domain input, most recent
-    max_len, right-padded with 0), src_hist [n, src_max_len] + src_mask (the user's training
-    source items, global source ids; empty for in_domain / multi_domain), exclude_items +
-    exclude_mask (what the evaluator leaves out of the ranking, `exclusion_lists` under
-    `exclude_history`; no default: every caller states its rule).
+  user [n], target [n], hist [n, max_len] + hist_mask (target-domain input, most recent
+  max_len, right-padded with 0), src_hist [n, src_max_len] + src_mask (the user's training
+  source items, global source ids; empty for in_domain / multi_domain), exclude_items +
+  exclude_mask (what the evaluator leaves out of the ranking, `exclusion_lists` under
+  `exclude_history`; no default: every caller states its rule).
   """
   es = split.eval[domain][part]
   hist, hmask = pad_sequences(es.hist_offsets, es.hist_items, max_len)
-  out = {"user": es.user.astype(np.int32), "target": es.target.astype(np.int32),
-         "hist": hist, "hist_mask": hmask}
+  out = {
+    "user": es.user.astype(np.int32),
+    "target": es.target.astype(np.int32),
+    "hist": hist,
+    "hist_mask": hmask,
+  }
   s_off, s_items = source_sequences(ds, split)
   if len(es):
     o = np.zeros(len(es) + 1, np.int64)
@@ -100,6 +115,7 @@ def eval_arrays(ds: CrossDomainDataset, split: Split, domain: str, part: str, *,
     src = np.zeros((0, src_max_len), np.int32)
     smask = np.zeros((0, src_max_len), np.int8)
   out["src_hist"], out["src_mask"] = src, smask
-  out["exclude_items"], out["exclude_mask"] = exclusion_lists(ds, split, domain, part,
-                                                              exclude_history)
+  out["exclude_items"], out["exclude_mask"] = exclusion_lists(
+    ds, split, domain, part, exclude_history
+  )
   return out

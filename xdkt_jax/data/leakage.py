@@ -33,6 +33,7 @@ class LeakageError(AssertionError):
 # ---------------------------------------------------------------------------------------------
 # Positions and the rows nothing may fit on.
 
+
 def row_positions(d) -> np.ndarray:
   """[n_rows] int64: each row's 0-based position in its user's sequence (order key, then
   file row), the order every protocol uses."""
@@ -66,18 +67,19 @@ def _trace_given(d, es, dname: str, part: str) -> np.ndarray:
     u = int(es.user[j])
     if u + 1 >= len(off):
       raise LeakageError(f"{dname}/{part}: example {j} (user {u}) has no rows in the domain")
-    seq = items[off[u]:off[u + 1]]
+    seq = items[off[u] : off[u + 1]]
     hist = es.history(j)
     found = -1
     for p in np.nonzero(seq == es.target[j])[0][::-1]:
       h = min(len(hist), int(p))
-      if np.array_equal(seq[p - h:p], hist[len(hist) - h:]):
+      if np.array_equal(seq[p - h : p], hist[len(hist) - h :]):
         found = int(p)
         break
     if found < 0:
       raise LeakageError(
-          f"{dname}/{part}: example {j} (user {u}, item {int(es.target[j])}) cannot be traced "
-          "in the user's sequence: its history is not the items before its target")
+        f"{dname}/{part}: example {j} (user {u}, item {int(es.target[j])}) cannot be traced "
+        "in the user's sequence: its history is not the items before its target"
+      )
     out[j] = found
   return out
 
@@ -94,25 +96,32 @@ def _check_row_traced(d, es, pos, dname: str, part: str) -> np.ndarray:
   bad = (d.inter.user[rows] != es.user) | (d.inter.item[rows] != es.target)
   if bad.any():
     j = int(np.nonzero(bad)[0][0])
-    raise LeakageError(f"{dname}/{part}: {int(bad.sum())} targets are not the user's own row "
-                       f"(first: example {j}, row {int(rows[j])})")
+    raise LeakageError(
+      f"{dname}/{part}: {int(bad.sum())} targets are not the user's own row "
+      f"(first: example {j}, row {int(rows[j])})"
+    )
   hrows = getattr(es, "hist_rows", None)
   if hrows is None:
     raise LeakageError(f"{dname}/{part}: the examples carry target rows but no history rows")
   if len(hrows) != len(es.hist_items):
-    raise LeakageError(f"{dname}/{part}: {len(hrows)} history rows for "
-                       f"{len(es.hist_items)} history items")
+    raise LeakageError(
+      f"{dname}/{part}: {len(hrows)} history rows for {len(es.hist_items)} history items"
+    )
   ex = np.repeat(np.arange(len(es)), np.diff(es.hist_offsets))
   if len(hrows):
     _in_range(hrows, len(d.inter), f"{dname}/{part}: history row")
-    wrong = ((d.inter.user[hrows] != es.user[ex]) | (d.inter.item[hrows] != es.hist_items)
-             | (pos[hrows] >= pos[rows[ex]]))
+    wrong = (
+      (d.inter.user[hrows] != es.user[ex])
+      | (d.inter.item[hrows] != es.hist_items)
+      | (pos[hrows] >= pos[rows[ex]])
+    )
     if wrong.any():
       j = int(ex[np.nonzero(wrong)[0][0]])
       raise LeakageError(
-          f"{dname}/{part}: {int(wrong.sum())} history entries are not the user's own earlier "
-          f"rows (first: example {j}, user {int(es.user[j])}, target item "
-          f"{int(es.target[j])}) — an input history may only hold what came before its target")
+        f"{dname}/{part}: {int(wrong.sum())} history entries are not the user's own earlier "
+        f"rows (first: example {j}, user {int(es.user[j])}, target item "
+        f"{int(es.target[j])}) — an input history may only hold what came before its target"
+      )
   return pos[rows]
 
 
@@ -160,14 +169,16 @@ def training_rows(ds, split, dname: str, *, consumer: str) -> np.ndarray:
     if bad.any():
       r = int(rows[np.nonzero(bad)[0][0]])
       raise LeakageError(
-          f"{consumer}: {int(bad.sum())} of the rows it would fit on in {dname} are "
-          f"evaluation targets or later rows of an evaluated user (first: row {r}, user "
-          f"{int(d.inter.user[r])}, item {int(d.inter.item[r])})")
+        f"{consumer}: {int(bad.sum())} of the rows it would fit on in {dname} are "
+        f"evaluation targets or later rows of an evaluated user (first: row {r}, user "
+        f"{int(d.inter.user[r])}, item {int(d.inter.item[r])})"
+      )
   return rows
 
 
 # ---------------------------------------------------------------------------------------------
 # The split.
+
 
 def check_split(ds, split) -> None:
   """Raises LeakageError if any evaluation target is visible to training or any input history
@@ -179,14 +190,17 @@ def check_split(ds, split) -> None:
     d = ds.domains[dname]
     tr = np.asarray(split.train_rows.get(dname, np.zeros(0, np.int64)), np.int64)
     _in_range(tr, len(d.inter), f"{dname}: training row")
-    forbidden = forbidden_rows(ds, split, dname)   # traces every history on the way
+    forbidden = forbidden_rows(ds, split, dname)  # traces every history on the way
     if forbidden[tr].any():
       train_mask = np.zeros(len(d.inter), bool)
       train_mask[tr] = True
       n_t = sum(int(train_mask[es.row[es.row >= 0]].sum()) for es in parts.values())
-      what = (f"{n_t} target rows are also training rows" if n_t else
-              f"{int(forbidden[tr].sum())} training rows lie at or after an evaluated user's "
-              "target (the future)")
+      what = (
+        f"{n_t} target rows are also training rows"
+        if n_t
+        else f"{int(forbidden[tr].sum())} training rows lie at or after an evaluated user's "
+        "target (the future)"
+      )
       raise LeakageError(f"{dname}: {what}")
     key = lambda u, i: u.astype(np.int64) * (d.n_items + 1) + i.astype(np.int64)
     train_pairs = np.unique(key(d.inter.user[tr], d.inter.item[tr]))
@@ -206,13 +220,16 @@ def check_split(ds, split) -> None:
         leaked = leaked & ~given
       if leaked.any():
         j = int(np.nonzero(leaked)[0][0])
-        raise LeakageError(f"{dname}/{part}: {int(leaked.sum())} targets appear in the same "
-                           f"user's training input (first: user {int(es.user[j])}, "
-                           f"item {int(es.target[j])})")
+        raise LeakageError(
+          f"{dname}/{part}: {int(leaked.sum())} targets appear in the same "
+          f"user's training input (first: user {int(es.user[j])}, "
+          f"item {int(es.target[j])})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Text-only stages.
+
 
 def check_text_corpus(corpus, tok, *, consumer: str = "LM corpus") -> None:
   """The LM corpus holds item text only: per domain, its train + held-out rows are catalogue
@@ -222,8 +239,10 @@ def check_text_corpus(corpus, tok, *, consumer: str = "LM corpus") -> None:
     parts = [p[d] for p in (corpus.train, corpus.heldout) if d in p]
     for p in parts:
       if set(p) != {"ids", "mask"}:
-        raise LeakageError(f"{consumer}: domain {d} carries {sorted(p)}; only item text "
-                           "(ids, mask) may reach the language model")
+        raise LeakageError(
+          f"{consumer}: domain {d} carries {sorted(p)}; only item text "
+          "(ids, mask) may reach the language model"
+        )
     ids = np.concatenate([p["ids"] for p in parts])
     if ids.shape[1:] != tok.ids[d].shape[1:]:
       raise LeakageError(f"{consumer}: domain {d} rows are not catalogue token rows")
@@ -232,12 +251,15 @@ def check_text_corpus(corpus, tok, *, consumer: str = "LM corpus") -> None:
     at = np.searchsorted(cat_keys, keys)
     known = (at < len(cat_keys)) & (cat_keys[np.minimum(at, len(cat_keys) - 1)] == keys)
     if not known.all():
-      raise LeakageError(f"{consumer}: {int((~known).sum())} text rows of domain {d} are not "
-                         "catalogue items")
+      raise LeakageError(
+        f"{consumer}: {int((~known).sum())} text rows of domain {d} are not catalogue items"
+      )
     over = counts > cat_counts[at]
     if over.any():
-      raise LeakageError(f"{consumer}: {int(over.sum())} items of domain {d} appear more "
-                         "often than in the catalogue (text weighted by interactions?)")
+      raise LeakageError(
+        f"{consumer}: {int(over.sum())} items of domain {d} appear more "
+        "often than in the catalogue (text weighted by interactions?)"
+      )
 
 
 def _row_keys(a: np.ndarray) -> np.ndarray:
@@ -253,8 +275,9 @@ class _NoInteractions:
 
   def __getattr__(self, name):
     domain, consumer = object.__getattribute__(self, "_where")
-    raise LeakageError(f"{consumer}: read the interactions of {domain} ({name}); it may read "
-                       "item text only")
+    raise LeakageError(
+      f"{consumer}: read the interactions of {domain} ({name}); it may read item text only"
+    )
 
   def __len__(self):
     return self.__getattr__("__len__")
@@ -263,6 +286,8 @@ class _NoInteractions:
 def text_only(ds, *, consumer: str):
   """A view of `ds` with the same items and no readable interactions: what the knowledge
   labels (L_k) are built from, so they cannot depend on who consumed what."""
-  domains = {n: dataclasses.replace(d, inter=_NoInteractions(n, consumer), given_split=None)
-             for n, d in ds.domains.items()}
+  domains = {
+    n: dataclasses.replace(d, inter=_NoInteractions(n, consumer), given_split=None)
+    for n, d in ds.domains.items()
+  }
   return dataclasses.replace(ds, domains=domains, user_split=None)

@@ -47,8 +47,9 @@ def normalize(ds: CrossDomainDataset) -> CrossDomainDataset:
   """
   out = {}
   for name, d in ds.domains.items():
-    text = {f: np.array([normalize_text(x) for x in col], dtype=object)
-            for f, col in d.items.text.items()}
+    text = {
+      f: np.array([normalize_text(x) for x in col], dtype=object) for f, col in d.items.text.items()
+    }
     items = dataclasses.replace(d.items, text=text)
     empty = int(sum(1 for s in items.joined_text() if not s)) if text else len(items)
     ds.log.notes.setdefault(name, {})["missing_text"] = empty
@@ -109,8 +110,9 @@ def drop_items_without_text(ds: CrossDomainDataset) -> CrossDomainDataset:
   return _replace(ds, out)
 
 
-def kcore(ds: CrossDomainDataset, user_k: int, item_k: int,
-          prune_catalogue: bool = True) -> CrossDomainDataset:
+def kcore(
+  ds: CrossDomainDataset, user_k: int, item_k: int, prune_catalogue: bool = True
+) -> CrossDomainDataset:
   """Iterative k-core per domain: repeat until every user has >= user_k and every item
   >= item_k interactions in that domain.
 
@@ -149,8 +151,9 @@ def kcore(ds: CrossDomainDataset, user_k: int, item_k: int,
 SUBSAMPLE_MODES = ("uniform", "overlap_first")
 
 
-def subsample_users(ds: CrossDomainDataset, max_users: int, *, mode: str = "uniform",
-                    seed: int = 0) -> CrossDomainDataset:
+def subsample_users(
+  ds: CrossDomainDataset, max_users: int, *, mode: str = "uniform", seed: int = 0
+) -> CrossDomainDataset:
   """Keeps at most `max_users` users (0 = all) with ALL their rows in every domain, so a
   large dataset can be tried on a laptop with its cross-domain structure intact: a user is
   kept or dropped in every domain at once, and a kept user's sequences are whole.
@@ -186,8 +189,9 @@ def subsample_users(ds: CrossDomainDataset, max_users: int, *, mode: str = "unif
     if len(multi) >= max_users:
       keep_users = rng.choice(multi, max_users, replace=False)
     else:
-      keep_users = np.concatenate([multi, rng.choice(single, max_users - len(multi),
-                                                     replace=False)])
+      keep_users = np.concatenate(
+        [multi, rng.choice(single, max_users - len(multi), replace=False)]
+      )
   keep = np.zeros(n_users, bool)
   keep[keep_users] = True
   out = dict(ds.domains)
@@ -196,7 +200,8 @@ def subsample_users(ds: CrossDomainDataset, max_users: int, *, mode: str = "unif
     nd = dataclasses.replace(d, inter=d.inter.take(rows))
     ds.log.drop(name, "subsample_interactions", len(d.inter) - len(rows))
     ds.log.notes.setdefault(name, {})["subsample_users_dropped"] = int(
-        len(np.unique(d.inter.user)) - len(np.unique(nd.inter.user)))
+      len(np.unique(d.inter.user)) - len(np.unique(nd.inter.user))
+    )
     used = np.bincount(nd.inter.item, minlength=d.n_items) > 0
     if not used.all():
       nd = _reindex_items(nd, used)
@@ -210,18 +215,28 @@ def preprocess(ds: CrossDomainDataset, data_cfg) -> CrossDomainDataset:
   → k-core."""
   ds = dataclasses.replace(ds, log=ds.log.copy())
   ds = normalize(ds)
-  ds = subsample_users(ds, int(data_cfg.get("max_users", 0)),
-                       mode=str(data_cfg.get("subsample", "uniform")),
-                       seed=int(data_cfg.get("subsample_seed", 0)))
+  ds = subsample_users(
+    ds,
+    int(data_cfg.get("max_users", 0)),
+    mode=str(data_cfg.get("subsample", "uniform")),
+    seed=int(data_cfg.get("subsample_seed", 0)),
+  )
   ds = dedup(ds, data_cfg.get("dedup", "first"))
   if data_cfg.get("drop_items_without_text", True):
     ds = drop_items_without_text(ds)
   k = int(data_cfg.get("kcore", 0))
   user_k, item_k = int(data_cfg.get("user_k", -1)), int(data_cfg.get("item_k", -1))
-  ds = kcore(ds, k if user_k < 0 else user_k, k if item_k < 0 else item_k,
-             prune_catalogue=data_cfg.get("kcore_prune_catalogue", True))
+  ds = kcore(
+    ds,
+    k if user_k < 0 else user_k,
+    k if item_k < 0 else item_k,
+    prune_catalogue=data_cfg.get("kcore_prune_catalogue", True),
+  )
   for name, d in ds.domains.items():
     if len(d.inter) == 0:
-      raise DataError(d.source or name, f"domain '{name}' has no interactions left after "
-                      f"preprocessing (dropped: {ds.log.dropped.get(name, {})})")
+      raise DataError(
+        d.source or name,
+        f"domain '{name}' has no interactions left after "
+        f"preprocessing (dropped: {ds.log.dropped.get(name, {})})",
+      )
   return ds

@@ -46,30 +46,31 @@ class EvalSet:
   hist_items[hist_offsets[j]:hist_offsets[j+1]] (target-domain item ids, oldest first), read
   from rows hist_rows[...] of the domain (None for a split the dataset ships: its examples
   are traced by position, `leakage.check_split`)."""
-  user: np.ndarray          # [n] int32
-  target: np.ndarray        # [n] int32 item index
-  row: np.ndarray           # [n] int64 row in domain.inter of the target (-1: given split)
+
+  user: np.ndarray  # [n] int32
+  target: np.ndarray  # [n] int32 item index
+  row: np.ndarray  # [n] int64 row in domain.inter of the target (-1: given split)
   hist_offsets: np.ndarray  # [n+1] int64
-  hist_items: np.ndarray    # [m] int32
-  hist_rows: np.ndarray | None = None   # [m] int64
+  hist_items: np.ndarray  # [m] int32
+  hist_rows: np.ndarray | None = None  # [m] int64
 
   def __len__(self) -> int:
     return len(self.user)
 
   def history(self, j: int) -> np.ndarray:
-    return self.hist_items[self.hist_offsets[j]:self.hist_offsets[j + 1]]
+    return self.hist_items[self.hist_offsets[j] : self.hist_offsets[j + 1]]
 
 
 @dataclasses.dataclass
 class Split:
   protocol: str
   k: int
-  targets: list[str]                       # evaluated domains
+  targets: list[str]  # evaluated domains
   sources: list[str]
-  train_rows: dict[str, np.ndarray]        # domain -> sorted int64 rows that may train
-  eval: dict[str, dict[str, EvalSet]]      # domain -> {'valid': ..., 'test': ...}
+  train_rows: dict[str, np.ndarray]  # domain -> sorted int64 rows that may train
+  eval: dict[str, dict[str, EvalSet]]  # domain -> {'valid': ..., 'test': ...}
   dataset_fingerprint: str
-  info: dict                               # counts of excluded users / withheld rows
+  info: dict  # counts of excluded users / withheld rows
   eval_users: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   # The evaluation examples of every domain of the split this one was cut from (a
   # multi_domain target view): nothing fitted here may see them either (leakage.py).
@@ -96,18 +97,27 @@ def target_view(split: Split, target: str) -> Split:
   trains anywhere.  Used by the recommend stage to rank each domain in turn.
   """
   if target not in split.eval:
-    raise ValueError(f"target_view: {target!r} is not an evaluated domain of the split "
-                     f"({sorted(split.eval)})")
-  sources = [d for d in split.targets if d != target] + \
-      [d for d in split.sources if d != target]
-  return Split(split.protocol, split.k, [target], sources, dict(split.train_rows),
-               {target: split.eval[target]}, split.dataset_fingerprint, dict(split.info),
-               {d: u for d, u in split.eval_users.items() if d == target},
-               heldout=split.heldout or split.eval)
+    raise ValueError(
+      f"target_view: {target!r} is not an evaluated domain of the split ({sorted(split.eval)})"
+    )
+  sources = [d for d in split.targets if d != target] + [d for d in split.sources if d != target]
+  return Split(
+    split.protocol,
+    split.k,
+    [target],
+    sources,
+    dict(split.train_rows),
+    {target: split.eval[target]},
+    split.dataset_fingerprint,
+    dict(split.info),
+    {d: u for d, u in split.eval_users.items() if d == target},
+    heldout=split.heldout or split.eval,
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # Per-user views of a domain.
+
 
 def user_rows(d: Domain, n_users: int):
   """CSR over users of the domain's rows, each user's rows sorted by (order, file row).
@@ -124,13 +134,15 @@ def user_rows(d: Domain, n_users: int):
 def _eval_set(d: Domain, users, target_rows, hist_rows_list) -> EvalSet:
   hist_offsets = np.zeros(len(users) + 1, dtype=np.int64)
   np.cumsum([len(h) for h in hist_rows_list], out=hist_offsets[1:])
-  hist = (np.concatenate(hist_rows_list) if hist_rows_list else np.zeros(0, np.int64))
-  return EvalSet(user=np.asarray(users, np.int32),
-                 target=d.inter.item[np.asarray(target_rows, np.int64)].astype(np.int32),
-                 row=np.asarray(target_rows, np.int64),
-                 hist_offsets=hist_offsets,
-                 hist_items=d.inter.item[hist.astype(np.int64)].astype(np.int32),
-                 hist_rows=hist.astype(np.int64))
+  hist = np.concatenate(hist_rows_list) if hist_rows_list else np.zeros(0, np.int64)
+  return EvalSet(
+    user=np.asarray(users, np.int32),
+    target=d.inter.item[np.asarray(target_rows, np.int64)].astype(np.int32),
+    row=np.asarray(target_rows, np.int64),
+    hist_offsets=hist_offsets,
+    hist_items=d.inter.item[hist.astype(np.int64)].astype(np.int32),
+    hist_rows=hist.astype(np.int64),
+  )
 
 
 def _empty_eval() -> EvalSet:
@@ -142,9 +154,13 @@ def _given_eval(d: Domain) -> dict[str, EvalSet]:
   out = {}
   for part in ("valid", "test"):
     u, off, items, tgt = d.given_split.parts[part]
-    out[part] = EvalSet(user=u.astype(np.int32), target=tgt.astype(np.int32),
-                        row=np.full(len(u), -1, np.int64), hist_offsets=off.astype(np.int64),
-                        hist_items=items.astype(np.int32))
+    out[part] = EvalSet(
+      user=u.astype(np.int32),
+      target=tgt.astype(np.int32),
+      row=np.full(len(u), -1, np.int64),
+      hist_offsets=off.astype(np.int64),
+      hist_items=items.astype(np.int32),
+    )
   return out
 
 
@@ -160,6 +176,7 @@ def _given_train_rows(d: Domain, n_users: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def _overlapping(ds: CrossDomainDataset, target: str, sources: list[str]) -> np.ndarray:
   has_src = np.zeros(ds.n_users, dtype=bool)
   for s in sources:
@@ -174,8 +191,7 @@ def _pick_eval_users(ds, candidates: np.ndarray, spec: SplitSpec):
   `cold_frac` of the candidates, halved."""
   if ds.user_split is not None and spec.use_given_user_split:
     us = ds.user_split
-    return (np.nonzero(candidates & (us == "valid"))[0],
-            np.nonzero(candidates & (us == "test"))[0])
+    return (np.nonzero(candidates & (us == "valid"))[0], np.nonzero(candidates & (us == "test"))[0])
   cand = np.nonzero(candidates)[0]
   rng = np.random.default_rng([spec.seed, 7331])
   n = int(round(len(cand) * float(spec.cold_frac)))
@@ -195,16 +211,23 @@ def _loo(d: Domain, n_users: int, users_mask: np.ndarray, min_rows: int = 3):
   excluded = int((users_mask & (cnt > 0) & (cnt < min_rows)).sum())
   v_rows, t_rows, v_hist, t_hist = [], [], [], []
   for u in ev_users:
-    r = rows[off[u]:off[u + 1]]
+    r = rows[off[u] : off[u + 1]]
     train[r[-2:]] = False
-    t_rows.append(r[-1]); t_hist.append(r[:-1])
-    v_rows.append(r[-2]); v_hist.append(r[:-2])
-  return (train, _eval_set(d, ev_users, v_rows, v_hist), _eval_set(d, ev_users, t_rows, t_hist),
-          excluded)
+    t_rows.append(r[-1])
+    t_hist.append(r[:-1])
+    v_rows.append(r[-2])
+    v_hist.append(r[:-2])
+  return (
+    train,
+    _eval_set(d, ev_users, v_rows, v_hist),
+    _eval_set(d, ev_users, t_rows, t_hist),
+    excluded,
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # The run config, read once.
+
 
 def _check_protocol(protocol) -> None:
   if protocol not in PROTOCOLS:
@@ -229,6 +252,7 @@ class SplitSpec:
     use_cross_domain_order: withhold source rows at or after a user's first evaluation target;
       needs real timestamps (config.data.use_cross_domain_order).
   """
+
   protocol: str
   k: int = 0
   seed: int = 0
@@ -249,17 +273,20 @@ class SplitSpec:
     protocol = cfg.protocol
     _check_protocol(protocol)
     data = cfg.data
-    return cls(protocol=protocol,
-               k=int(cfg.get("protocol_k", 0)),
-               seed=int(cfg.get("seed", 0)),
-               target_domain=data.get("target_domain", ""),
-               cold_frac=cfg.get("protocol_cold_frac", 0.2),
-               use_given_user_split=bool(data.get("use_given_user_split", True)),
-               use_cross_domain_order=bool(data.get("use_cross_domain_order", False)))
+    return cls(
+      protocol=protocol,
+      k=int(cfg.get("protocol_k", 0)),
+      seed=int(cfg.get("seed", 0)),
+      target_domain=data.get("target_domain", ""),
+      cold_frac=cfg.get("protocol_cold_frac", 0.2),
+      use_given_user_split=bool(data.get("use_given_user_split", True)),
+      use_cross_domain_order=bool(data.get("use_cross_domain_order", False)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # make_split: the domains' roles, one function per protocol, then the shared tail.
+
 
 def make_split(ds: CrossDomainDataset, cfg) -> Split:
   """Cuts `ds` into a leakage-checked Split.
@@ -280,8 +307,10 @@ def make_split(ds: CrossDomainDataset, cfg) -> Split:
   spec = cfg if isinstance(cfg, SplitSpec) else SplitSpec.from_config(cfg)
   targets, sources = _targets_and_sources(ds, spec)
   if spec.use_cross_domain_order and not ds.real_timestamps:
-    raise ValueError("config.data.use_cross_domain_order needs real timestamps, but this "
-                     "dataset's order keys are positions (cross-domain order is not real)")
+    raise ValueError(
+      "config.data.use_cross_domain_order needs real timestamps, but this "
+      "dataset's order keys are positions (cross-domain order is not real)"
+    )
   if spec.protocol == "multi_domain":
     train_rows, evals, info = _multi_domain_split(ds)
   else:
@@ -289,8 +318,7 @@ def make_split(ds: CrossDomainDataset, cfg) -> Split:
   # multi_domain has no sources and in_domain trains on none of their rows: nothing to cut.
   if spec.use_cross_domain_order and sources and spec.protocol != "in_domain":
     _cut_future_source(ds, targets[0], sources, train_rows, evals, info)
-  split = Split(spec.protocol, spec.k, targets, sources, train_rows, evals, ds.fingerprint(),
-                info)
+  split = Split(spec.protocol, spec.k, targets, sources, train_rows, evals, ds.fingerprint(), info)
   check_leakage(ds, split)
   return split
 
@@ -306,8 +334,7 @@ def _targets_and_sources(ds: CrossDomainDataset, spec: SplitSpec):
     raise ValueError(f"config.data.target_domain: {target!r} is not a loaded domain {names}")
   sources = [n for n in names if n != target]
   if spec.protocol in ("warm", "cold_start", "new_domain") and not sources:
-    raise ValueError(f"protocol {spec.protocol!r} needs at least one source domain; "
-                     f"got {names}")
+    raise ValueError(f"protocol {spec.protocol!r} needs at least one source domain; got {names}")
   return [target], sources
 
 
@@ -332,11 +359,13 @@ def _in_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sourc
   del spec, sources  # the same signature as the other per-target protocols
   domain = ds.domains[target]
   if domain.given_split is not None:
-    return ({target: _given_train_rows(domain, ds.n_users)}, {target: _given_eval(domain)},
-            {})
+    return ({target: _given_train_rows(domain, ds.n_users)}, {target: _given_eval(domain)}, {})
   train_mask, valid, test, excluded = _loo(domain, ds.n_users, np.ones(ds.n_users, bool))
-  return ({target: np.nonzero(train_mask)[0]}, {target: {"valid": valid, "test": test}},
-          {"excluded_users_lt3": excluded})
+  return (
+    {target: np.nonzero(train_mask)[0]},
+    {target: {"valid": valid, "test": test}},
+    {"excluded_users_lt3": excluded},
+  )
 
 
 def _warm_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]):
@@ -367,14 +396,13 @@ def _last_row_of_given_users(ds: CrossDomainDataset, domain: Domain, overlap: np
   for part in ("valid", "test"):
     users = np.nonzero(overlap & (ds.user_split == part) & (counts >= 1))[0]
     target_rows = [rows[offsets[user + 1] - 1] for user in users]
-    histories = [rows[offsets[user]:offsets[user + 1] - 1] for user in users]
+    histories = [rows[offsets[user] : offsets[user + 1] - 1] for user in users]
     train_mask[np.asarray(target_rows, np.int64)] = False
     parts[part] = _eval_set(domain, users, target_rows, histories)
   return train_mask, parts
 
 
-def _cold_start_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
-                      sources: list[str]):
+def _cold_start_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]):
   """Held-out users reveal their first k target rows (they train) and predict the next;
   their later rows are withheld, users with < k+1 target rows excluded (both counted)."""
   train_rows = _all_source_rows(ds, sources)
@@ -389,18 +417,21 @@ def _cold_start_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
         excluded += 1
         withheld += len(seq)
         continue
-      train_mask[seq[:spec.k]] = True
+      train_mask[seq[: spec.k]] = True
       withheld += len(seq) - spec.k - 1
-      kept_users.append(user); target_rows.append(seq[spec.k]); histories.append(seq[:spec.k])
+      kept_users.append(user)
+      target_rows.append(seq[spec.k])
+      histories.append(seq[: spec.k])
     parts[part] = _eval_set_or_empty(domain, kept_users, target_rows, histories)
   train_rows[target] = np.nonzero(train_mask)[0]
-  info = {"excluded_users_too_few_target_rows": excluded,
-          "withheld_target_rows_after_target": withheld}
+  info = {
+    "excluded_users_too_few_target_rows": excluded,
+    "withheld_target_rows_after_target": withheld,
+  }
   return train_rows, {target: parts}, info
 
 
-def _new_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
-                      sources: list[str]):
+def _new_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]):
   """No target row trains; held-out users predict their last target row from the earlier
   ones, given as input only."""
   train_rows = _all_source_rows(ds, sources)
@@ -409,12 +440,13 @@ def _new_domain_split(ds: CrossDomainDataset, spec: SplitSpec, target: str,
   for part, sequences in _held_out_sequences(ds, spec, domain, target, sources):
     kept_users, target_rows, histories = [], [], []
     for user, seq in sequences:
-      kept_users.append(user); target_rows.append(seq[-1]); histories.append(seq[:-1])
+      kept_users.append(user)
+      target_rows.append(seq[-1])
+      histories.append(seq[:-1])
     parts[part] = _eval_set_or_empty(domain, kept_users, target_rows, histories)
   # np.nonzero of an all-False mask: empty, with the dtype of every other train_rows entry.
   train_rows[target] = np.nonzero(np.zeros(len(domain.inter), dtype=bool))[0]
-  info = {"excluded_users_too_few_target_rows": 0,
-          "withheld_target_rows": int(len(domain.inter))}
+  info = {"excluded_users_too_few_target_rows": 0, "withheld_target_rows": int(len(domain.inter))}
   return train_rows, {target: parts}, info
 
 
@@ -423,24 +455,30 @@ def _all_source_rows(ds: CrossDomainDataset, sources: list[str]) -> dict[str, np
   return {s: np.arange(len(ds.domains[s].inter), dtype=np.int64) for s in sources}
 
 
-def _held_out_sequences(ds: CrossDomainDataset, spec: SplitSpec, domain: Domain, target: str,
-                        sources: list[str]):
+def _held_out_sequences(
+  ds: CrossDomainDataset, spec: SplitSpec, domain: Domain, target: str, sources: list[str]
+):
   """[(part, [(user, the user's target rows in order), ...]) for valid, test]: the held-out
   users of cold_start / new_domain, drawn from the users with both source and target rows."""
   offsets, rows = user_rows(domain, ds.n_users)
   valid_users, test_users = _pick_eval_users(ds, _overlapping(ds, target, sources), spec)
-  return [(part, [(user, rows[offsets[user]:offsets[user + 1]]) for user in users])
-          for part, users in (("valid", valid_users), ("test", test_users))]
+  return [
+    (part, [(user, rows[offsets[user] : offsets[user + 1]]) for user in users])
+    for part, users in (("valid", valid_users), ("test", test_users))
+  ]
 
 
-def _eval_set_or_empty(domain: Domain, users: list, target_rows: list,
-                       histories: list) -> EvalSet:
+def _eval_set_or_empty(domain: Domain, users: list, target_rows: list, histories: list) -> EvalSet:
   """`_eval_set`, or an empty EvalSet when no user is kept (the lists are empty)."""
   return _eval_set(domain, users, target_rows, histories) if users else _empty_eval()
 
 
-_PER_TARGET_SPLITS = {"in_domain": _in_domain_split, "warm": _warm_split,
-                      "cold_start": _cold_start_split, "new_domain": _new_domain_split}
+_PER_TARGET_SPLITS = {
+  "in_domain": _in_domain_split,
+  "warm": _warm_split,
+  "cold_start": _cold_start_split,
+  "new_domain": _new_domain_split,
+}
 
 
 def _cut_future_source(ds, tname, sources, train_rows, evals, info) -> None:
@@ -466,13 +504,17 @@ def check_leakage(ds: CrossDomainDataset, split: Split) -> None:
 
 
 def summary(split: Split) -> dict:
-  out = {"protocol": split.protocol, "k": split.k, "targets": split.targets,
-         "sources": split.sources, "fingerprint": split.fingerprint(),
-         "dataset_fingerprint": split.dataset_fingerprint,
-         "train_rows": {d: int(len(r)) for d, r in split.train_rows.items()},
-         "eval": {d: {p: int(len(es)) for p, es in parts.items()}
-                  for d, parts in split.eval.items()},
-         "info": split.info}
+  out = {
+    "protocol": split.protocol,
+    "k": split.k,
+    "targets": split.targets,
+    "sources": split.sources,
+    "fingerprint": split.fingerprint(),
+    "dataset_fingerprint": split.dataset_fingerprint,
+    "train_rows": {d: int(len(r)) for d, r in split.train_rows.items()},
+    "eval": {d: {p: int(len(es)) for p, es in parts.items()} for d, parts in split.eval.items()},
+    "info": split.info,
+  }
   json.dumps(out)  # must stay serialisable: it goes into results.json
   return out
 

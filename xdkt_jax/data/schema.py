@@ -20,8 +20,7 @@ import numpy as np
 class DataError(ValueError):
   """A user's data is malformed.  str(e) is one line naming file, line and field."""
 
-  def __init__(self, path, message: str, *, line: int | None = None,
-               field: str | None = None):
+  def __init__(self, path, message: str, *, line: int | None = None, field: str | None = None):
     where = str(path)
     if line is not None:
       where += f":{line}"
@@ -34,8 +33,9 @@ class DataError(ValueError):
 @dataclasses.dataclass
 class ItemTable:
   """The catalogue of one domain.  Row i is the item with domain-local integer id i."""
-  ids: np.ndarray                      # [n_items] str (object): original item ids
-  text: dict[str, np.ndarray]          # field name -> [n_items] str (object); '' when missing
+
+  ids: np.ndarray  # [n_items] str (object): original item ids
+  text: dict[str, np.ndarray]  # field name -> [n_items] str (object); '' when missing
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -50,24 +50,28 @@ class ItemTable:
     return out
 
   def take(self, keep_idx: np.ndarray) -> "ItemTable":
-    return ItemTable(ids=self.ids[keep_idx],
-                     text={k: v[keep_idx] for k, v in self.text.items()})
+    return ItemTable(ids=self.ids[keep_idx], text={k: v[keep_idx] for k, v in self.text.items()})
 
 
 @dataclasses.dataclass
 class Interactions:
   """Interaction rows of one domain, parallel arrays."""
-  user: np.ndarray                     # [n] int32, index into CrossDomainDataset.user_ids
-  item: np.ndarray                     # [n] int32, index into the domain's ItemTable
-  order: np.ndarray                    # [n] float64, order key (timestamp or position)
-  rating: np.ndarray | None = None     # [n] float32 or None
+
+  user: np.ndarray  # [n] int32, index into CrossDomainDataset.user_ids
+  item: np.ndarray  # [n] int32, index into the domain's ItemTable
+  order: np.ndarray  # [n] float64, order key (timestamp or position)
+  rating: np.ndarray | None = None  # [n] float32 or None
 
   def __len__(self) -> int:
     return len(self.user)
 
   def take(self, idx: np.ndarray) -> "Interactions":
-    return Interactions(user=self.user[idx], item=self.item[idx], order=self.order[idx],
-                        rating=None if self.rating is None else self.rating[idx])
+    return Interactions(
+      user=self.user[idx],
+      item=self.item[idx],
+      order=self.order[idx],
+      rating=None if self.rating is None else self.rating[idx],
+    )
 
   def sorted_by_user_order(self) -> np.ndarray:
     """Row permutation: by user, then order key, then original row (stable)."""
@@ -81,6 +85,7 @@ class GivenSplit:
   Each part is (user [n] int32, history offsets [n+1] int64, history items [m] int32,
   target [n] int32): example j's history is items[offsets[j]:offsets[j+1]].
   """
+
   parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -90,7 +95,7 @@ class Domain:
   items: ItemTable
   inter: Interactions
   given_split: GivenSplit | None = None
-  source: str = ""                     # where it was read from (for messages and reports)
+  source: str = ""  # where it was read from (for messages and reports)
 
   @property
   def n_items(self) -> int:
@@ -103,8 +108,9 @@ class Domain:
 @dataclasses.dataclass
 class CrossDomainDataset:
   """N >= 1 domains over one shared user index."""
+
   domains: dict[str, Domain]
-  user_ids: np.ndarray                 # [n_users] str (object)
+  user_ids: np.ndarray  # [n_users] str (object)
   # Whether order keys are real timestamps comparable ACROSS domains.  When False (positions,
   # or per-domain clocks) no protocol may use cross-domain order.
   real_timestamps: bool = False
@@ -126,8 +132,9 @@ class CrossDomainDataset:
     """'A|B' -> number of users with interactions in both A and B (A before B in order)."""
     users = {n: set(d.users().tolist()) for n, d in self.domains.items()}
     names = list(self.domains)
-    return {f"{a}|{b}": len(users[a] & users[b])
-            for i, a in enumerate(names) for b in names[i + 1:]}
+    return {
+      f"{a}|{b}": len(users[a] & users[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+    }
 
   def fingerprint(self) -> str:
     """Content hash over ids, text and interactions of every domain (order-sensitive)."""
@@ -165,6 +172,7 @@ class PrepLog:
   dropped[domain][step] = number of rows (interactions or items, the step's docstring says
   which) removed by that step.  Every step that removes anything records here.
   """
+
   raw: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
   dropped: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
   # Counts that are not drops (e.g. items whose text is empty), for the stats report.
@@ -175,15 +183,20 @@ class PrepLog:
     d[step] = d.get(step, 0) + int(n)
 
   def copy(self) -> "PrepLog":
-    return PrepLog(raw={k: dict(v) for k, v in self.raw.items()},
-                   dropped={k: dict(v) for k, v in self.dropped.items()},
-                   notes={k: dict(v) for k, v in self.notes.items()})
+    return PrepLog(
+      raw={k: dict(v) for k, v in self.raw.items()},
+      dropped={k: dict(v) for k, v in self.dropped.items()},
+      notes={k: dict(v) for k, v in self.notes.items()},
+    )
 
 
 def counts(domain: "Domain") -> dict[str, int]:
   """users / items / interactions of a domain as it is now."""
-  return {"users": int(len(np.unique(domain.inter.user))), "items": int(domain.n_items),
-          "interactions": int(len(domain.inter))}
+  return {
+    "users": int(len(np.unique(domain.inter.user))),
+    "items": int(domain.n_items),
+    "interactions": int(len(domain.inter)),
+  }
 
 
 def _hash_strings(arr: np.ndarray) -> bytes:

@@ -29,8 +29,12 @@ def require_file(path, what: str = "file") -> Path:
   if not p.exists():
     raise DataError(p, f"{what} not found")
   if not p.is_file():
-    raise DataError(p, f"{what} expected, but this is a directory" if p.is_dir() else
-                    f"{what} expected, but this is not a regular file")
+    raise DataError(
+      p,
+      f"{what} expected, but this is a directory"
+      if p.is_dir()
+      else f"{what} expected, but this is not a regular file",
+    )
   return p
 
 
@@ -44,8 +48,9 @@ def require_dir(path) -> Path:
   try:
     entries = list(p.iterdir())
   except OSError as e:
-    raise DataError(p, f"cannot list the folder ({e.strerror or e}); check its permissions"
-                    ) from None
+    raise DataError(
+      p, f"cannot list the folder ({e.strerror or e}); check its permissions"
+    ) from None
   for q in entries:
     if q.is_symlink() and not q.exists():
       # Otherwise the file would silently count as absent (a dropped domain, no item text).
@@ -106,9 +111,13 @@ def read_blocks(path) -> Iterator[tuple[int, list[str]]]:
     except UnicodeDecodeError as e:
       bad = ln + buf.count(b"\n", 0, e.start)
       line_start = buf.rfind(b"\n", 0, e.start) + 1
-      raise DataError(p, f"invalid UTF-8 at byte {e.start - line_start} of the line "
-                      f"({buf[max(line_start, e.start - 10):e.start + 10]!r}); the file must "
-                      "be UTF-8", line=bad) from None
+      raise DataError(
+        p,
+        f"invalid UTF-8 at byte {e.start - line_start} of the line "
+        f"({buf[max(line_start, e.start - 10) : e.start + 10]!r}); the file must "
+        "be UTF-8",
+        line=bad,
+      ) from None
     if ln == 1 and text.startswith("\ufeff"):
       text = text[1:]
     lines = text.split("\n")
@@ -117,8 +126,12 @@ def read_blocks(path) -> Iterator[tuple[int, list[str]]]:
     if "\r" in text:
       lines = [x[:-1] if x.endswith("\r") else x for x in lines]
       if first_block[0] and lines and "\r" in lines[0]:
-        raise DataError(p, "line breaks are carriage returns alone ('\\r', old Mac style); "
-                        "convert the file to '\\n' line breaks", line=ln)
+        raise DataError(
+          p,
+          "line breaks are carriage returns alone ('\\r', old Mac style); "
+          "convert the file to '\\n' line breaks",
+          line=ln,
+        )
     first_block[0] = False
     first, ln = ln, ln + len(lines)
     return first, lines

@@ -34,8 +34,15 @@ from tensorflow_datasets.core.utils import py_utils
 from tensorflow_datasets.proto import tf_example_pb2
 
 from xdkt_jax.data.readers import read
-from xdkt_jax.data.schema import (CrossDomainDataset, DataError, Domain, GivenSplit, Interactions,
-                                  ItemTable, PrepLog)
+from xdkt_jax.data.schema import (
+  CrossDomainDataset,
+  DataError,
+  Domain,
+  GivenSplit,
+  Interactions,
+  ItemTable,
+  PrepLog,
+)
 
 _CHUNK = 8192  # records decoded per data-source call when loading back
 
@@ -43,13 +50,15 @@ _CHUNK = 8192  # records decoded per data-source call when loading back
 @dataclasses.dataclass(eq=False)
 class XdktConfig(tfds.core.BuilderConfig):
   """Which reader to run over manual_dir, and its options."""
+
   fmt: str = "recbole"
   domains: tuple[str, ...] | None = None
   on_unknown_item: str = "error"
 
 
 def _features() -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       "domain": tfds.features.Text(),
       "user": np.int32,
       "item": np.int32,
@@ -60,12 +69,23 @@ def _features() -> tfds.features.FeaturesDict:
       "order_bits": tfds.features.Sequence(np.int64),
       "rating": tfds.features.Sequence(np.float32),
       "rows": tfds.features.Sequence(np.int64),
-  })
+    }
+  )
 
 
 # TFDS needs every feature in every record; these fill the ones a split does not use.
-_BLANK = {"domain": "", "user": -1, "item": -1, "id": "", "text": [], "part": "",
-          "items": [], "order_bits": [], "rating": [], "rows": []}
+_BLANK = {
+  "domain": "",
+  "user": -1,
+  "item": -1,
+  "id": "",
+  "text": [],
+  "part": "",
+  "items": [],
+  "order_bits": [],
+  "rating": [],
+  "rows": [],
+}
 
 
 class XdktCrossDomain(tfds.core.GeneratorBasedBuilder):
@@ -75,9 +95,10 @@ class XdktCrossDomain(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [XdktConfig(name=f, fmt=f) for f in ("recbole", "unisrec", "amazon")]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put the data files in manual_dir: RecBole atomic files (<D>.inter, <D>.item), UniSRec "
-      "downstream files (<D>.text, <D>.{train,valid,test}.inter, <D>.user2index, "
-      "<D>.item2index) or Amazon dumps (reviews_<C>.json[.gz] / <C>.jsonl[.gz] + meta).")
+    "Put the data files in manual_dir: RecBole atomic files (<D>.inter, <D>.item), UniSRec "
+    "downstream files (<D>.text, <D>.{train,valid,test}.inter, <D>.user2index, "
+    "<D>.item2index) or Amazon dumps (reviews_<C>.json[.gz] / <C>.jsonl[.gz] + meta)."
+  )
 
   @py_utils.classproperty
   @classmethod
@@ -88,21 +109,33 @@ class XdktCrossDomain(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     # Not dataset_info_from_configs: that looks for CITATIONS.bib etc. beside this module.
     return tfds.core.DatasetInfo(
-        builder=self, description=__doc__.splitlines()[0], features=_features(),
-        metadata=tfds.core.MetadataDict(), disable_shuffling=True)
+      builder=self,
+      description=__doc__.splitlines()[0],
+      features=_features(),
+      metadata=tfds.core.MetadataDict(),
+      disable_shuffling=True,
+    )
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
     try:
       manual = dl_manager.manual_dir
     except AssertionError as e:  # TFDS says "manual dir missing" with an assert.
-      raise DataError(getattr(dl_manager, "_manual_dir", "manual_dir"),
-                      f"manual_dir missing or empty: {e}") from None
-    ds = read(cfg.fmt, str(manual), domains=None if cfg.domains is None else list(cfg.domains),
-              on_unknown_item=cfg.on_unknown_item)
+      raise DataError(
+        getattr(dl_manager, "_manual_dir", "manual_dir"), f"manual_dir missing or empty: {e}"
+      ) from None
+    ds = read(
+      cfg.fmt,
+      str(manual),
+      domains=None if cfg.domains is None else list(cfg.domains),
+      on_unknown_item=cfg.on_unknown_item,
+    )
     self.info.metadata.update(_metadata(ds, cfg.fmt))
-    splits = {"interactions": _interaction_records(ds), "items": _item_records(ds),
-              "users": _user_records(ds)}
+    splits = {
+      "interactions": _interaction_records(ds),
+      "items": _item_records(ds),
+      "users": _user_records(ds),
+    }
     if any(d.given_split is not None for d in ds.domains.values()):
       splits["given"] = _given_records(ds)
     return {k: self._generate_examples(v) for k, v in splits.items()}
@@ -116,30 +149,39 @@ class XdktCrossDomain(tfds.core.GeneratorBasedBuilder):
 def _metadata(ds: CrossDomainDataset, fmt: str) -> dict:
   """What the records cannot carry; JSON-serialisable."""
   return {
-      "format": fmt, "name": ds.name, "real_timestamps": bool(ds.real_timestamps),
-      "has_user_split": ds.user_split is not None, "domains": list(ds.domains),
-      "n_users": int(ds.n_users),
-      "text_fields": {n: list(d.items.text) for n, d in ds.domains.items()},
-      "has_rating": {n: d.inter.rating is not None for n, d in ds.domains.items()},
-      "n_interactions": {n: len(d.inter) for n, d in ds.domains.items()},
-      "given_parts": {n: list(d.given_split.parts) for n, d in ds.domains.items()
-                      if d.given_split is not None},
-      "source": {n: d.source for n, d in ds.domains.items()},
-      "log": dataclasses.asdict(ds.log),
+    "format": fmt,
+    "name": ds.name,
+    "real_timestamps": bool(ds.real_timestamps),
+    "has_user_split": ds.user_split is not None,
+    "domains": list(ds.domains),
+    "n_users": int(ds.n_users),
+    "text_fields": {n: list(d.items.text) for n, d in ds.domains.items()},
+    "has_rating": {n: d.inter.rating is not None for n, d in ds.domains.items()},
+    "n_interactions": {n: len(d.inter) for n, d in ds.domains.items()},
+    "given_parts": {
+      n: list(d.given_split.parts) for n, d in ds.domains.items() if d.given_split is not None
+    },
+    "source": {n: d.source for n, d in ds.domains.items()},
+    "log": dataclasses.asdict(ds.log),
   }
 
 
 def _interaction_records(ds):
   for name, d in ds.domains.items():
     bits = np.ascontiguousarray(d.inter.order, dtype=np.float64).view(np.int64)
-    perm = np.argsort(d.inter.user, kind="stable")   # rows of one user stay in file order
+    perm = np.argsort(d.inter.user, kind="stable")  # rows of one user stay in file order
     users = d.inter.user[perm]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     for s, e in zip(starts, np.r_[starts[1:], len(perm)]):
       rows = perm[s:e]
-      yield {"domain": name, "user": int(users[s]), "items": d.inter.item[rows],
-             "order_bits": bits[rows], "rows": rows.astype(np.int64),
-             "rating": [] if d.inter.rating is None else d.inter.rating[rows]}
+      yield {
+        "domain": name,
+        "user": int(users[s]),
+        "items": d.inter.item[rows],
+        "order_bits": bits[rows],
+        "rows": rows.astype(np.int64),
+        "rating": [] if d.inter.rating is None else d.inter.rating[rows],
+      }
 
 
 def _item_records(ds):
@@ -151,8 +193,7 @@ def _item_records(ds):
 
 def _user_records(ds):
   for j, uid in enumerate(ds.user_ids.tolist()):
-    yield {"user": j, "id": uid,
-           "text": [] if ds.user_split is None else [ds.user_split[j]]}
+    yield {"user": j, "id": uid, "text": [] if ds.user_split is None else [ds.user_split[j]]}
 
 
 def _given_records(ds):
@@ -161,22 +202,34 @@ def _given_records(ds):
       continue
     for part, (user, off, hist, target) in d.given_split.parts.items():
       for j in range(len(user)):
-        yield {"domain": name, "part": part, "user": int(user[j]), "item": int(target[j]),
-               "items": hist[off[j]:off[j + 1]]}
+        yield {
+          "domain": name,
+          "part": part,
+          "user": int(user[j]),
+          "item": int(target[j]),
+          "items": hist[off[j] : off[j + 1]],
+        }
 
 
-def build(manual_dir, data_dir, *, fmt: str, domains=None, on_unknown_item: str = "error",
-          name: str | None = None) -> XdktCrossDomain:
+def build(
+  manual_dir,
+  data_dir,
+  *,
+  fmt: str,
+  domains=None,
+  on_unknown_item: str = "error",
+  name: str | None = None,
+) -> XdktCrossDomain:
   """Prepare (once) and return the builder for the data in manual_dir.
 
   The config name (the dataset's folder under data_dir) defaults to the format plus the
   options, e.g. 'recbole' or 'recbole-Art-Office-drop'.
   """
-  domains = None if domains is None else tuple([domains] if isinstance(domains, str)
-                                               else domains)
+  domains = None if domains is None else tuple([domains] if isinstance(domains, str) else domains)
   if name is None:
-    name = "-".join([fmt, *(domains or ())] + ([on_unknown_item]
-                                               if on_unknown_item != "error" else []))
+    name = "-".join(
+      [fmt, *(domains or ())] + ([on_unknown_item] if on_unknown_item != "error" else [])
+    )
   cfg = XdktConfig(name=name, fmt=fmt, domains=domains, on_unknown_item=on_unknown_item)
   known = XdktCrossDomain.builder_configs.get(name)
   if known is not None:  # TFDS refuses a second config object under a registered name.
@@ -185,7 +238,8 @@ def build(manual_dir, data_dir, *, fmt: str, domains=None, on_unknown_item: str 
     cfg = name
   builder = XdktCrossDomain(config=cfg, data_dir=str(data_dir), file_format="array_record")
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+  )
   return builder
 
 
@@ -201,8 +255,12 @@ def _records(source) -> list[dict]:
   for s in range(0, n, _CHUNK):
     for raw in source.__getitems__(list(range(s, min(n, s + _CHUNK)))):
       feats = tf_example_pb2.Example.FromString(raw).features.feature
-      out.append({k: getattr(f, f.WhichOneof("kind")).value if f.WhichOneof("kind") else []
-                  for k, f in feats.items()})
+      out.append(
+        {
+          k: getattr(f, f.WhichOneof("kind")).value if f.WhichOneof("kind") else []
+          for k, f in feats.items()
+        }
+      )
   return out
 
 
@@ -229,13 +287,15 @@ def load_tfds(name_or_builder, data_dir=None) -> CrossDomainDataset:
     builder = tfds.builder(str(builder), data_dir=None if data_dir is None else str(data_dir))
   meta = builder.info.metadata
   if not meta or "domains" not in meta:
-    raise DataError(builder.data_dir, "not prepared by XdktCrossDomain (no metadata); run "
-                    "download_and_prepare first")
+    raise DataError(
+      builder.data_dir,
+      "not prepared by XdktCrossDomain (no metadata); run download_and_prepare first",
+    )
   src = builder.as_data_source(deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
 
   users = sorted(_records(src["users"]), key=lambda r: _one(r, "user"))
   user_ids = _strings([_one(r, "id") for r in users])
-  user_split = (_strings([r["text"][0] for r in users]) if meta["has_user_split"] else None)
+  user_split = _strings([r["text"][0] for r in users]) if meta["has_user_split"] else None
 
   by_dom: dict[str, list] = {n: [] for n in meta["domains"]}
   for r in _records(src["items"]):
@@ -243,8 +303,9 @@ def load_tfds(name_or_builder, data_dir=None) -> CrossDomainDataset:
   inter: dict[str, list] = {n: [] for n in meta["domains"]}
   for r in _records(src["interactions"]):
     inter[_s(_one(r, "domain"))].append(r)
-  given: dict[str, dict[str, list]] = {n: {p: [] for p in parts}
-                                       for n, parts in meta["given_parts"].items()}
+  given: dict[str, dict[str, list]] = {
+    n: {p: [] for p in parts} for n, parts in meta["given_parts"].items()
+  }
   if "given" in src:
     for r in _records(src["given"]):
       given[_s(_one(r, "domain"))][_s(_one(r, "part"))].append(r)
@@ -254,19 +315,36 @@ def load_tfds(name_or_builder, data_dir=None) -> CrossDomainDataset:
     items = sorted(by_dom[n], key=lambda r: _one(r, "item"))
     fields = meta["text_fields"][n]
     text = {f: _strings([r["text"][k] for r in items]) for k, f in enumerate(fields)}
-    dom = Domain(name=n, items=ItemTable(ids=_strings([_one(r, "id") for r in items]), text=text),
-                 inter=_interactions(inter[n], meta["n_interactions"][n], meta["has_rating"][n],
-                                     f"{builder.data_dir} (domain {n})"),
-                 source=meta["source"][n])
+    dom = Domain(
+      name=n,
+      items=ItemTable(ids=_strings([_one(r, "id") for r in items]), text=text),
+      inter=_interactions(
+        inter[n],
+        meta["n_interactions"][n],
+        meta["has_rating"][n],
+        f"{builder.data_dir} (domain {n})",
+      ),
+      source=meta["source"][n],
+    )
     if n in given:
       dom.given_split = GivenSplit(parts={p: _given_part(rs) for p, rs in given[n].items()})
     domains[n] = dom
   # Every PrepLog field is {domain: {step: count}}; rebuild whichever fields were saved.
-  log = PrepLog(**{f: {k: dict(v) for k, v in meta["log"][f].items()}
-                   for f in (x.name for x in dataclasses.fields(PrepLog)) if f in meta["log"]})
-  return CrossDomainDataset(domains=domains, user_ids=user_ids,
-                            real_timestamps=meta["real_timestamps"], user_split=user_split,
-                            name=meta["name"], log=log)
+  log = PrepLog(
+    **{
+      f: {k: dict(v) for k, v in meta["log"][f].items()}
+      for f in (x.name for x in dataclasses.fields(PrepLog))
+      if f in meta["log"]
+    }
+  )
+  return CrossDomainDataset(
+    domains=domains,
+    user_ids=user_ids,
+    real_timestamps=meta["real_timestamps"],
+    user_split=user_split,
+    name=meta["name"],
+    log=log,
+  )
 
 
 def _cat(rows, key, dtype):
@@ -280,8 +358,9 @@ def _interactions(records, n: int, has_rating: bool, where: str) -> Interactions
   if len(rows) != n or (n and not np.array_equal(np.sort(rows), np.arange(n))):
     raise DataError(where, f"interaction records do not cover rows 0..{n - 1} exactly")
   user = np.empty(n, np.int32)
-  user[rows] = np.repeat([_one(r, "user") for r in records],
-                         [len(r.get("rows", ())) for r in records]).astype(np.int32)
+  user[rows] = np.repeat(
+    [_one(r, "user") for r in records], [len(r.get("rows", ())) for r in records]
+  ).astype(np.int32)
   item = np.empty(n, np.int32)
   item[rows] = _cat(records, "items", np.int32)
   order = np.empty(n, np.float64)
@@ -297,6 +376,9 @@ def _given_part(rows):
   lengths = [len(r.get("items", ())) for r in rows]
   off = np.zeros(len(rows) + 1, dtype=np.int64)
   np.cumsum(lengths, out=off[1:])
-  return (np.array([_one(r, "user") for r in rows], dtype=np.int32), off,
-          _cat(rows, "items", np.int32),
-          np.array([_one(r, "item") for r in rows], dtype=np.int32))
+  return (
+    np.array([_one(r, "user") for r in rows], dtype=np.int32),
+    off,
+    _cat(rows, "items", np.int32),
+    np.array([_one(r, "item") for r in rows], dtype=np.int32),
+  )

@@ -23,17 +23,23 @@ def training_windows(offsets: np.ndarray, items: np.ndarray, *, n_items: int, ma
   """
   ins, tgts, lens, owners = [], [], [], []
   for u in np.nonzero(np.diff(offsets))[0]:
-    s = items[offsets[u]:offsets[u + 1]]
+    s = items[offsets[u] : offsets[u + 1]]
     inp = np.concatenate([[n_items], s[:-1]]).astype(np.int32)
     end = len(s)
     while end > 0:
       lo = max(0, end - max_len)
-      ins.append(inp[lo:end]); tgts.append(s[lo:end]); lens.append(end - lo)
+      ins.append(inp[lo:end])
+      tgts.append(s[lo:end])
+      lens.append(end - lo)
       owners.append(u)
       end = lo
   w = len(lens)
-  out = {"inputs": np.zeros((w, max_len), np.int32), "targets": np.zeros((w, max_len), np.int32),
-         "users": np.zeros((w, max_len), np.int32), "mask": np.zeros((w, max_len), np.int8)}
+  out = {
+    "inputs": np.zeros((w, max_len), np.int32),
+    "targets": np.zeros((w, max_len), np.int32),
+    "users": np.zeros((w, max_len), np.int32),
+    "mask": np.zeros((w, max_len), np.int8),
+  }
   for r, (i, t, n, u) in enumerate(zip(ins, tgts, lens, owners)):
     out["inputs"][r, :n], out["targets"][r, :n], out["mask"][r, :n] = i, t, 1
     out["users"][r, :n] = u
@@ -64,8 +70,10 @@ def pack_windows(windows: dict, *, max_len: int, max_segments: int = 0) -> dict:
       rows[r].append(w)
       if not max_segments or len(rows[r]) < max_segments:
         by_free[fit - n].append(r)
-  out = {k: np.zeros((len(rows), max_len), np.int32) for k in
-         ("inputs", "targets", "users", "segments", "positions")}
+  out = {
+    k: np.zeros((len(rows), max_len), np.int32)
+    for k in ("inputs", "targets", "users", "segments", "positions")
+  }
   out["mask"] = np.zeros((len(rows), max_len), np.int8)
   for r, ws in enumerate(rows):
     at = 0
@@ -93,8 +101,14 @@ def bucket_width(length: int, max_len: int, smallest: int = 8) -> int:
   return min(w, max_len)
 
 
-def score_inputs(hist_BxH: np.ndarray, hist_mask_BxH: np.ndarray, *, n_items: int,
-                 max_len: int, bucket: bool = False):
+def score_inputs(
+  hist_BxH: np.ndarray,
+  hist_mask_BxH: np.ndarray,
+  *,
+  n_items: int,
+  max_len: int,
+  bucket: bool = False,
+):
   """Eval histories (right-padded, most recent last) → model tokens [B, W] + mask.
 
   A history shorter than its array width H is complete, so it starts with BOS; a full-width
@@ -115,7 +129,7 @@ def score_inputs(hist_BxH: np.ndarray, hist_mask_BxH: np.ndarray, *, n_items: in
   tokens = np.zeros((b, width), np.int32)
   mask = np.zeros((b, width), np.int8)
   for r, seq in enumerate(seqs):
-    tokens[r, :len(seq)], mask[r, :len(seq)] = seq, 1
+    tokens[r, : len(seq)], mask[r, : len(seq)] = seq, 1
   return tokens, mask
 
 

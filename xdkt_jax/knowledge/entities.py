@@ -14,18 +14,21 @@ import numpy as np
 from xdkt_jax.data.schema import CrossDomainDataset, ItemTable
 
 # A small English stopword list plus the connectors category paths use ("&", "and", "for").
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+  """
 a an and are as at be but by for from has have in into is it its of on or s t the their this
 to with without your you our not no all any each more most other some such than too very can
 will just own same so only both few up down out off over under again further then once here
 there when where why how what which who whom these those am was were been being do does did
-doing would should could ll re ve d m y""".split())
+doing would should could ll re ve d m y""".split()
+)
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 # ---------------------------------------------------------------------------------------------
 # Words.
+
 
 def normalize_word(w: str) -> str:
   """Lower case without accents: the uncased tokenizers' view of a word."""
@@ -57,11 +60,13 @@ def item_entity_words(items: ItemTable, fields, stopwords=STOPWORDS) -> list[fro
 # ---------------------------------------------------------------------------------------------
 # Entity vocabulary.
 
+
 @dataclasses.dataclass
 class EntityVocab:
   """Entity words ↔ ids (id 0 = none; word i has id i+1) and per-domain document counts."""
+
   words: list[str]
-  df: dict[str, np.ndarray]          # domain -> [K] int64: items of the domain naming entity k
+  df: dict[str, np.ndarray]  # domain -> [K] int64: items of the domain naming entity k
   settings: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -87,22 +92,36 @@ class EntityVocab:
     return [w for i, w in enumerate(self.words, 1) if nd[i] >= 2]
 
   def to_json(self) -> str:
-    return json.dumps({"words": self.words, "settings": self.settings,
-                       "df": {d: v.tolist() for d, v in self.df.items()}})
+    return json.dumps(
+      {
+        "words": self.words,
+        "settings": self.settings,
+        "df": {d: v.tolist() for d, v in self.df.items()},
+      }
+    )
 
   @classmethod
   def from_json(cls, s: str) -> "EntityVocab":
     o = json.loads(s)
-    return cls(o["words"], {d: np.asarray(v, np.int64) for d, v in o["df"].items()},
-               o.get("settings", {}))
+    return cls(
+      o["words"], {d: np.asarray(v, np.int64) for d, v in o["df"].items()}, o.get("settings", {})
+    )
 
   def fingerprint(self) -> str:
     return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
-def build_entity_vocab(ds: CrossDomainDataset, *, min_df: int, max_size: int,
-                       cross_domain_only: bool, fields, max_df_frac: float, min_domain_df: int,
-                       stopwords=STOPWORDS) -> EntityVocab:
+def build_entity_vocab(
+  ds: CrossDomainDataset,
+  *,
+  min_df: int,
+  max_size: int,
+  cross_domain_only: bool,
+  fields,
+  max_df_frac: float,
+  min_domain_df: int,
+  stopwords=STOPWORDS,
+) -> EntityVocab:
   """The shared entity vocabulary of `ds` (rule: the package docstring).  Every setting is
   the run config's `knowledge` section's (configs/common.py); none has a second default here."""
   fields = tuple(fields)
@@ -127,21 +146,29 @@ def build_entity_vocab(ds: CrossDomainDataset, *, min_df: int, max_size: int,
   ranked.sort()
   kept = [w for _, _, w in ranked[:max_size]]
   df = {n: np.array([0] + [per_dom[n].get(w, 0) for w in kept], np.int64) for n in per_dom}
-  settings = dict(min_df=int(min_df), max_size=int(max_size),
-                  cross_domain_only=bool(cross_domain_only), fields=list(fields),
-                  max_df_frac=float(max_df_frac), min_domain_df=int(min_domain_df))
+  settings = dict(
+    min_df=int(min_df),
+    max_size=int(max_size),
+    cross_domain_only=bool(cross_domain_only),
+    fields=list(fields),
+    max_df_frac=float(max_df_frac),
+    min_domain_df=int(min_domain_df),
+  )
   return EntityVocab(kept, df, settings)
 
 
-def item_entities(ds: CrossDomainDataset, vocab: EntityVocab, *, fields=None
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def item_entities(
+  ds: CrossDomainDataset, vocab: EntityVocab, *, fields=None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Item-level targets, sparse: per domain (offsets [n_items+1] int64, ids [m] int32), the
   sorted entity ids named by each item's entity fields.  `to_multi_hot` densifies."""
   fields = tuple(fields or vocab.settings["fields"])
   out = {}
   for name, d in ds.domains.items():
-    rows = [sorted(vocab.index[w] for w in ws if w in vocab.index)
-            for ws in item_entity_words(d.items, fields)]
+    rows = [
+      sorted(vocab.index[w] for w in ws if w in vocab.index)
+      for ws in item_entity_words(d.items, fields)
+    ]
     off = np.zeros(len(rows) + 1, np.int64)
     np.cumsum([len(r) for r in rows], out=off[1:])
     ids = np.fromiter((i for r in rows for i in r), np.int32, count=int(off[-1]))

@@ -24,7 +24,7 @@ from xdkt_jax.models.knowledge_head import ENTITY_MODES, KnowledgeHeadConfig, Kn
 
 @dataclasses.dataclass
 class ItemKnowledge:
-  vectors: dict[str, np.ndarray]     # domain -> [n_items, D] float32
+  vectors: dict[str, np.ndarray]  # domain -> [n_items, D] float32
   fingerprint: str
   cache_hit: bool
   path: Path | None = None
@@ -63,15 +63,29 @@ def _knowledge_runner(enc_cfg, head_cfg, pooling, entity_mode):
 
   @jax.jit
   def run(p, ids, mask):
-    pooled, ent = model.apply({"params": p}, ids, mask, pooling=pooling, entity_mode=entity_mode,
-                              method=KnowledgeModel.knowledge)
+    pooled, ent = model.apply(
+      {"params": p},
+      ids,
+      mask,
+      pooling=pooling,
+      entity_mode=entity_mode,
+      method=KnowledgeModel.knowledge,
+    )
     return pooled if ent is None else jnp.concatenate([pooled, ent], -1)
 
   return run
 
 
-def _cache_key(enc_cfg: EncoderConfig, used_params, ids_by_domain, mask_by_domain, *,
-               pooling: str, entity_mode: str, weights_fingerprint: str | None) -> str:
+def _cache_key(
+  enc_cfg: EncoderConfig,
+  used_params,
+  ids_by_domain,
+  mask_by_domain,
+  *,
+  pooling: str,
+  entity_mode: str,
+  weights_fingerprint: str | None,
+) -> str:
   h = hashlib.sha256(b"xdkt-knowledge-v1")
   h.update((weights_fingerprint or params_fingerprint(used_params)).encode())
   h.update(json.dumps(enc_cfg.to_hf(), sort_keys=True).encode())
@@ -84,10 +98,12 @@ def _cache_key(enc_cfg: EncoderConfig, used_params, ids_by_domain, mask_by_domai
 
 def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
   """The cached vectors, or None (and a warning naming the folder) when damaged."""
-  read = lambda f: {d: np.load(f / name) for d, name in
-                    json.loads((f / "meta.json").read_text())["files"].items()}
-  return artifacts.read_or_none(folder, read, what="item-knowledge cache",
-                                log=logging.getLogger(__name__).warning)
+  read = lambda f: {
+    d: np.load(f / name) for d, name in json.loads((f / "meta.json").read_text())["files"].items()
+  }
+  return artifacts.read_or_none(
+    folder, read, what="item-knowledge cache", log=logging.getLogger(__name__).warning
+  )
 
 
 def _write_cache(folder: Path, vecs: dict[str, np.ndarray], *, pooling: str, entity_mode: str):
@@ -96,18 +112,29 @@ def _write_cache(folder: Path, vecs: dict[str, np.ndarray], *, pooling: str, ent
   for i, d in enumerate(vecs):
     files[d] = f"{i}.npy"
     _save_npy_atomic(folder / files[d], vecs[d])
-  meta = {"files": files, "pooling": pooling, "entity_mode": entity_mode,
-          "dim": int(next(iter(vecs.values())).shape[1]) if vecs else 0}
+  meta = {
+    "files": files,
+    "pooling": pooling,
+    "entity_mode": entity_mode,
+    "dim": int(next(iter(vecs.values())).shape[1]) if vecs else 0,
+  }
   tmp = folder / f".meta.json.tmp{os.getpid()}"
   tmp.write_text(json.dumps(meta, indent=1))
-  os.replace(tmp, folder / "meta.json")   # the commit point: a partial cache is never read
+  os.replace(tmp, folder / "meta.json")  # the commit point: a partial cache is never read
 
 
-def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mapping[str, np.ndarray],
-                           mask_by_domain: Mapping[str, np.ndarray], *, pooling: str = "mean",
-                           entity_mode: str = "none", cache_dir: str | Path | None = None,
-                           weights_fingerprint: str | None = None,
-                           batch_size: int = 256) -> ItemKnowledge:
+def extract_item_knowledge(
+  enc_cfg: EncoderConfig,
+  params,
+  ids_by_domain: Mapping[str, np.ndarray],
+  mask_by_domain: Mapping[str, np.ndarray],
+  *,
+  pooling: str = "mean",
+  entity_mode: str = "none",
+  cache_dir: str | Path | None = None,
+  weights_fingerprint: str | None = None,
+  batch_size: int = 256,
+) -> ItemKnowledge:
   """Per domain float32 [n_items, D] knowledge: [pooled encoder vector ; entity vector].
 
   `params`: KnowledgeModel params (W_k), or LanguageModel params when entity_mode='none'.
@@ -120,11 +147,19 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
   used = {"encoder": params["encoder"]}
   if entity_mode != "none":
     if "knowledge_head" not in params:
-      raise ValueError(f"entity_mode={entity_mode!r} needs knowledge-head params "
-                       "(train_knowledge's output)")
+      raise ValueError(
+        f"entity_mode={entity_mode!r} needs knowledge-head params (train_knowledge's output)"
+      )
     used["knowledge_head"] = params["knowledge_head"]
-  fp = _cache_key(enc_cfg, used, ids_by_domain, mask_by_domain, pooling=pooling,
-                  entity_mode=entity_mode, weights_fingerprint=weights_fingerprint)
+  fp = _cache_key(
+    enc_cfg,
+    used,
+    ids_by_domain,
+    mask_by_domain,
+    pooling=pooling,
+    entity_mode=entity_mode,
+    weights_fingerprint=weights_fingerprint,
+  )
   folder = Path(cache_dir).expanduser() / f"knowledge-{fp}" if cache_dir else None
   if folder is not None and (folder / "meta.json").exists():
     vecs = _read_cache(folder)
@@ -143,8 +178,11 @@ def extract_item_knowledge(enc_cfg: EncoderConfig, params, ids_by_domain: Mappin
     n = len(ids_by_domain[d])
     chunks = []
     # Padded rows get an all-ones mask, so pooling over them stays finite.
-    for b, k in fixed_shape_batches({"ids": ids_by_domain[d], "mask": mask_by_domain[d]},
-                                    max(1, min(batch_size, n)), fill={"mask": 1}):
+    for b, k in fixed_shape_batches(
+      {"ids": ids_by_domain[d], "mask": mask_by_domain[d]},
+      max(1, min(batch_size, n)),
+      fill={"mask": 1},
+    ):
       chunks.append(np.asarray(run(used, b["ids"], b["mask"]), np.float32)[:k])
     vecs[d] = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
   if folder is not None:

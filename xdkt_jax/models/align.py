@@ -26,6 +26,7 @@ class Dropout(nn.Module):
   four elements' bytes.  On CPU the random bits are what dropout costs (threefry), and this
   draws a quarter of them: ~2.2x faster per site than nn.Dropout's float32 bernoulli
   (benchmarks/RESULTS.md).  rate 0.2 drops 51/256 = 0.199 of the elements."""
+
   rate: float
 
   @nn.compact
@@ -49,6 +50,7 @@ class Whitening(nn.Module):
   UniSRec shows a learnt centring + projection transfers across domains better than fixed
   whitening.  Dropout on the input (UniSRec applies it there) regularises the small map.
   """
+
   features: int
   dropout: float = 0.0
 
@@ -56,8 +58,9 @@ class Whitening(nn.Module):
   def __call__(self, x_NxT, *, deterministic: bool = True):
     t = x_NxT.shape[-1]
     b = self.param("bias", logical(nn.initializers.zeros, (None,)), (t,))
-    w = self.param("kernel", logical(nn.initializers.lecun_normal(), (None, "embed")),
-                   (t, self.features))
+    w = self.param(
+      "kernel", logical(nn.initializers.lecun_normal(), (None, "embed")), (t, self.features)
+    )
     x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     return (x - b) @ w
 
@@ -71,6 +74,7 @@ class MoEAdaptor(nn.Module):
   (x − b_e) W_e = x W_e − b_e W_e, so the [N, E, T] tensor of centred copies is never built
   (on CPU that intermediate made the adaptor ~8× slower than the matmul itself).
   """
+
   features: int
   n_experts: int = 8
   dropout: float = 0.0
@@ -79,27 +83,33 @@ class MoEAdaptor(nn.Module):
   def __call__(self, x_NxT, *, deterministic: bool = True):
     t, e = x_NxT.shape[-1], self.n_experts
     b = self.param("bias", logical(nn.initializers.zeros, (None, None)), (e, t))
-    w = self.param("kernel", logical(nn.initializers.lecun_normal(batch_axis=(0,)),
-                                     (None, None, "embed")), (e, t, self.features))
+    w = self.param(
+      "kernel",
+      logical(nn.initializers.lecun_normal(batch_axis=(0,)), (None, None, "embed")),
+      (e, t, self.features),
+    )
     gate_w = self.param("gate", logical(nn.initializers.zeros, (None, None)), (t, e))
     x = Dropout(self.dropout)(x_NxT, deterministic=deterministic)
     d = self.features
     w_TxED = jnp.transpose(w, (1, 0, 2)).reshape(t, e * d)
-    experts_NxExD = ((x @ w_TxED).reshape(*x.shape[:-1], e, d)
-                     - jnp.einsum("et,etd->ed", b, w))
+    experts_NxExD = (x @ w_TxED).reshape(*x.shape[:-1], e, d) - jnp.einsum("et,etd->ed", b, w)
     gate_NxE = jax.nn.softmax(x_NxT @ gate_w, axis=-1)
     return jnp.einsum("...e,...ed->...d", gate_NxE, experts_NxExD)
 
 
 class LinearMapping(nn.Module):
   """EMCDR's linear mapping f(x) = x W + c from a source latent space to the target one."""
+
   features: int
 
   @nn.compact
   def __call__(self, x_NxT):
-    return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                       (None, "embed")),
-                    bias_init=logical(nn.initializers.zeros, ("embed",)), name="dense")(x_NxT)
+    return nn.Dense(
+      self.features,
+      kernel_init=logical(nn.initializers.lecun_normal(), (None, "embed")),
+      bias_init=logical(nn.initializers.zeros, ("embed",)),
+      name="dense",
+    )(x_NxT)
 
 
 class MLPMapping(nn.Module):
@@ -108,6 +118,7 @@ class MLPMapping(nn.Module):
   tanh as in EMCDR: the mapped factors are bounded-scale latent vectors, and a saturating
   non-linearity keeps a mapping fitted on few overlapping users from extrapolating wildly.
   """
+
   features: int
   hidden: int = 128
   layers: int = 1
@@ -116,13 +127,20 @@ class MLPMapping(nn.Module):
   def __call__(self, x_NxT):
     h = x_NxT
     for i in range(self.layers):
-      h = nn.tanh(nn.Dense(self.hidden, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                            (None, "mlp")),
-                           bias_init=logical(nn.initializers.zeros, ("mlp",)),
-                           name=f"hidden_{i}")(h))
-    return nn.Dense(self.features, kernel_init=logical(nn.initializers.lecun_normal(),
-                                                       ("mlp", "embed")),
-                    bias_init=logical(nn.initializers.zeros, ("embed",)), name="out")(h)
+      h = nn.tanh(
+        nn.Dense(
+          self.hidden,
+          kernel_init=logical(nn.initializers.lecun_normal(), (None, "mlp")),
+          bias_init=logical(nn.initializers.zeros, ("mlp",)),
+          name=f"hidden_{i}",
+        )(h)
+      )
+    return nn.Dense(
+      self.features,
+      kernel_init=logical(nn.initializers.lecun_normal(), ("mlp", "embed")),
+      bias_init=logical(nn.initializers.zeros, ("embed",)),
+      name="out",
+    )(h)
 
 
 class GatedFusion(nn.Module):
@@ -137,7 +155,12 @@ class GatedFusion(nn.Module):
   def __call__(self, a_NxD, b_NxD):
     d = a_NxD.shape[-1]
     z = jnp.concatenate([a_NxD, b_NxD], axis=-1)
-    g = jax.nn.sigmoid(nn.Dense(d, kernel_init=logical(NORMAL_002, (None, "embed")),
-                                bias_init=logical(nn.initializers.zeros, ("embed",)),
-                                name="gate")(z))
+    g = jax.nn.sigmoid(
+      nn.Dense(
+        d,
+        kernel_init=logical(NORMAL_002, (None, "embed")),
+        bias_init=logical(nn.initializers.zeros, ("embed",)),
+        name="gate",
+      )(z)
+    )
     return g * a_NxD + (1.0 - g) * b_NxD

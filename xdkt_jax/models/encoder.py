@@ -30,9 +30,14 @@ _ACT_AXES = ("batch", "length", "embed")
 
 
 def _layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                      scale_init=logical(nn.initializers.ones, ("embed",)),
-                      bias_init=logical(nn.initializers.zeros, ("embed",)), name=name)
+  return nn.LayerNorm(
+    epsilon=cfg.layer_norm_eps,
+    dtype=cfg.dtype,
+    param_dtype=cfg.param_dtype,
+    scale_init=logical(nn.initializers.ones, ("embed",)),
+    bias_init=logical(nn.initializers.zeros, ("embed",)),
+    name=name,
+  )
 
 
 def _constrain(x):
@@ -55,6 +60,7 @@ class HeadDense(nn.Module):
   mesh + logical rules its boxed 3-D axis names get applied to the 2-D array (a rank error),
   which breaks sharded init.  ``to_heads`` picks the direction.
   """
+
   cfg: EncoderConfig
   to_heads: bool
 
@@ -64,39 +70,58 @@ class HeadDense(nn.Module):
     d, h, k = cfg.hidden_size, cfg.num_heads, cfg.head_dim
     if self.to_heads:
       spec, shape, axes, out_shape, out_axes = (
-          "...d,dhk->...hk", (d, h, k), ("embed", "heads", "kv"), (h, k), ("heads", "kv"))
+        "...d,dhk->...hk",
+        (d, h, k),
+        ("embed", "heads", "kv"),
+        (h, k),
+        ("heads", "kv"),
+      )
     else:
       spec, shape, axes, out_shape, out_axes = (
-          "...hk,hkd->...d", (h, k, d), ("heads", "kv", "embed"), (d,), ("embed",))
+        "...hk,hkd->...d",
+        (h, k, d),
+        ("heads", "kv", "embed"),
+        (d,),
+        ("embed",),
+      )
     kernel = self.param("kernel", logical(NORMAL_002, axes), shape, jnp.dtype(cfg.param_dtype))
-    bias = self.param("bias", logical(nn.initializers.zeros, out_axes), out_shape,
-                      jnp.dtype(cfg.param_dtype))
+    bias = self.param(
+      "bias", logical(nn.initializers.zeros, out_axes), out_shape, jnp.dtype(cfg.param_dtype)
+    )
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=jnp.dtype(cfg.dtype))
     return jnp.einsum(spec, x, kernel) + bias
 
 
 class SelfAttention(nn.Module):
   """Multi-head self-attention.  q/k/v keep an explicit heads axis so TP can shard it."""
+
   cfg: EncoderConfig
 
   @nn.compact
   def __call__(self, x_BxLxD, mask_Bx1xLxL, *, deterministic: bool):
     cfg = self.cfg
-    q, k, v = (HeadDense(cfg, to_heads=True, name=n)(x_BxLxD)
-               for n in ("query", "key", "value"))
+    q, k, v = (HeadDense(cfg, to_heads=True, name=n)(x_BxLxD) for n in ("query", "key", "value"))
     if deterministic or cfg.attention_dropout == 0.0:
       out_BxLxHxK = jax.nn.dot_product_attention(q, k, v, mask=mask_Bx1xLxL)
     else:
       # jax.nn.dot_product_attention has no dropout on the probabilities; flax's reference
       # implementation does and uses the same [B, L, H, K] layout and boolean mask.
       out_BxLxHxK = nn.dot_product_attention(
-          q, k, v, mask=mask_Bx1xLxL, dropout_rng=self.make_rng("dropout"),
-          dropout_rate=cfg.attention_dropout, deterministic=False, dtype=cfg.dtype)
+        q,
+        k,
+        v,
+        mask=mask_Bx1xLxL,
+        dropout_rng=self.make_rng("dropout"),
+        dropout_rate=cfg.attention_dropout,
+        deterministic=False,
+        dtype=cfg.dtype,
+      )
     return HeadDense(cfg, to_heads=False, name="out")(out_BxLxHxK)
 
 
 class Block(nn.Module):
   """One transformer layer: post-LN for BERT, pre-LN for GPT-2 (same parameter names)."""
+
   cfg: EncoderConfig
 
   @nn.compact
@@ -107,13 +132,23 @@ class Block(nn.Module):
     attn_ln, mlp_ln = _layer_norm(cfg, "attn_ln"), _layer_norm(cfg, "mlp_ln")
 
     def mlp(h):
-      h = nn.Dense(cfg.mlp_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                   kernel_init=logical(NORMAL_002, ("embed", "mlp")),
-                   bias_init=logical(nn.initializers.zeros, ("mlp",)), name="mlp_in")(h)
+      h = nn.Dense(
+        cfg.mlp_dim,
+        dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype,
+        kernel_init=logical(NORMAL_002, ("embed", "mlp")),
+        bias_init=logical(nn.initializers.zeros, ("mlp",)),
+        name="mlp_in",
+      )(h)
       h = ACTIVATIONS[cfg.activation](h)
-      return nn.Dense(cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                      kernel_init=logical(NORMAL_002, ("mlp", "embed")),
-                      bias_init=logical(nn.initializers.zeros, ("embed",)), name="mlp_out")(h)
+      return nn.Dense(
+        cfg.hidden_size,
+        dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype,
+        kernel_init=logical(NORMAL_002, ("mlp", "embed")),
+        bias_init=logical(nn.initializers.zeros, ("embed",)),
+        name="mlp_out",
+      )(h)
 
     if cfg.family == "bert":
       h = attn(x_BxLxD, mask_Bx1xLxL, deterministic=deterministic)
@@ -132,13 +167,18 @@ class Encoder(nn.Module):
   Positions are 0..L-1 whatever the mask, as in HF when ``position_ids`` is not given, so
   pad on the right: then pad tokens change nothing at the real positions.
   """
+
   cfg: EncoderConfig
 
   def setup(self):
     cfg = self.cfg
-    embed = lambda n, axes: nn.Embed(n, cfg.hidden_size, dtype=cfg.dtype,
-                                     param_dtype=cfg.param_dtype,
-                                     embedding_init=logical(NORMAL_002, axes))
+    embed = lambda n, axes: nn.Embed(
+      n,
+      cfg.hidden_size,
+      dtype=cfg.dtype,
+      param_dtype=cfg.param_dtype,
+      embedding_init=logical(NORMAL_002, axes),
+    )
     self.token_embed = embed(cfg.vocab_size, ("vocab", "embed"))
     self.pos_embed = embed(cfg.max_len, ("pos", "embed"))
     if cfg.family == "bert":
@@ -150,8 +190,14 @@ class Encoder(nn.Module):
     self.layers = [Block(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
     self.drop = nn.Dropout(rate=cfg.dropout)
 
-  def __call__(self, input_ids_BxL, attention_mask_BxL=None, *, token_type_ids_BxL=None,
-               deterministic: bool = True):
+  def __call__(
+    self,
+    input_ids_BxL,
+    attention_mask_BxL=None,
+    *,
+    token_type_ids_BxL=None,
+    deterministic: bool = True,
+  ):
     cfg = self.cfg
     length = input_ids_BxL.shape[1]
     if length > cfg.max_len:
@@ -182,6 +228,7 @@ class LMHead(nn.Module):
   BERT: dense + act + LN transform, then tied decoder + a per-token bias (HF's
   ``cls.predictions``).  GPT-2: tied projection only.
   """
+
   cfg: EncoderConfig
 
   @nn.compact
@@ -191,35 +238,65 @@ class LMHead(nn.Module):
       return attend(hidden_BxLxD)
     # 'mlp' on the output axis: flax forbids a logical name twice in one array, and this
     # D -> D dense is sharded like an MLP input projection.
-    h = nn.Dense(cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 kernel_init=logical(NORMAL_002, ("embed", "mlp")),
-                 bias_init=logical(nn.initializers.zeros, ("mlp",)), name="transform")(
-                     hidden_BxLxD)
+    h = nn.Dense(
+      cfg.hidden_size,
+      dtype=cfg.dtype,
+      param_dtype=cfg.param_dtype,
+      kernel_init=logical(NORMAL_002, ("embed", "mlp")),
+      bias_init=logical(nn.initializers.zeros, ("mlp",)),
+      name="transform",
+    )(hidden_BxLxD)
     h = _layer_norm(cfg, "transform_ln")(ACTIVATIONS[cfg.activation](h))
-    bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (cfg.vocab_size,),
-                      jnp.dtype(cfg.param_dtype))
+    bias = self.param(
+      "bias",
+      logical(nn.initializers.zeros, ("vocab",)),
+      (cfg.vocab_size,),
+      jnp.dtype(cfg.param_dtype),
+    )
     return attend(h) + bias.astype(cfg.dtype)
 
 
 class LanguageModel(nn.Module):
   """Encoder + tied LM head.  ``__call__`` gives float32 logits; ``encode`` hidden states."""
+
   cfg: EncoderConfig
 
   def setup(self):
     self.encoder = Encoder(self.cfg)
     self.lm_head = LMHead(self.cfg)
 
-  def encode(self, input_ids_BxL, attention_mask_BxL=None, *, token_type_ids_BxL=None,
-             deterministic: bool = True):
-    return self.encoder(input_ids_BxL, attention_mask_BxL,
-                        token_type_ids_BxL=token_type_ids_BxL, deterministic=deterministic)
+  def encode(
+    self,
+    input_ids_BxL,
+    attention_mask_BxL=None,
+    *,
+    token_type_ids_BxL=None,
+    deterministic: bool = True,
+  ):
+    return self.encoder(
+      input_ids_BxL,
+      attention_mask_BxL,
+      token_type_ids_BxL=token_type_ids_BxL,
+      deterministic=deterministic,
+    )
 
-  def __call__(self, input_ids_BxL, attention_mask_BxL=None, *, token_type_ids_BxL=None,
-               deterministic: bool = True, positions_BxP=None):
+  def __call__(
+    self,
+    input_ids_BxL,
+    attention_mask_BxL=None,
+    *,
+    token_type_ids_BxL=None,
+    deterministic: bool = True,
+    positions_BxP=None,
+  ):
     """Logits at every position, or only at `positions_BxP` (masked-LM training: the head
     over the vocabulary is the costliest part, and only the predicted positions need it)."""
-    hidden = self.encode(input_ids_BxL, attention_mask_BxL,
-                         token_type_ids_BxL=token_type_ids_BxL, deterministic=deterministic)
+    hidden = self.encode(
+      input_ids_BxL,
+      attention_mask_BxL,
+      token_type_ids_BxL=token_type_ids_BxL,
+      deterministic=deterministic,
+    )
     if positions_BxP is not None:
       hidden = jnp.take_along_axis(hidden, positions_BxP[..., None], axis=1)
     # float32 logits: a log-softmax over a 30k-50k vocabulary in bf16 loses the tail.
@@ -227,6 +304,7 @@ class LanguageModel(nn.Module):
 
 
 # ---- helpers -----------------------------------------------------------------------------
+
 
 def _dummy_inputs(cfg: EncoderConfig):
   ids = jnp.zeros((1, min(cfg.max_len, 8)), jnp.int32)
@@ -244,8 +322,9 @@ def logical_axes(cfg: EncoderConfig):
 
   Shapes only (``eval_shape``), so it is free even for a large model.
   """
-  abstract = jax.eval_shape(lambda r: LanguageModel(cfg).init(r, *_dummy_inputs(cfg)),
-                            jax.random.key(0))
+  abstract = jax.eval_shape(
+    lambda r: LanguageModel(cfg).init(r, *_dummy_inputs(cfg)), jax.random.key(0)
+  )
   return nn.get_partition_spec(abstract)["params"]
 
 

@@ -31,13 +31,15 @@ ENTITY_MODES = ("none", "predicted")
 @dataclasses.dataclass(frozen=True)
 class KnowledgeHeadConfig:
   """Shape of the head.  Frozen so it can sit in a module attribute / static jit arg."""
-  num_labels: int            # K = entity vocabulary size + 1 (label 0 = none)
-  entity_dim: int = 64       # D_k: size of an entity embedding
+
+  num_labels: int  # K = entity vocabulary size + 1 (label 0 = none)
+  entity_dim: int = 64  # D_k: size of an entity embedding
   dropout: float = 0.1
 
 
 class KnowledgeHead(nn.Module):
   """Hidden states [B, L, D] → float32 entity logits [B, L, K] (tied to the entity table)."""
+
   cfg: KnowledgeHeadConfig
   dtype: str = "float32"
   param_dtype: str = "float32"
@@ -45,18 +47,30 @@ class KnowledgeHead(nn.Module):
   def setup(self):
     c = self.cfg
     part = nn.with_logical_partitioning
-    self.proj = nn.Dense(c.entity_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                         kernel_init=part(NORMAL_002, ("embed", "mlp")),
-                         bias_init=part(nn.initializers.zeros, ("mlp",)))
-    self.ln = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype,
-                           scale_init=part(nn.initializers.ones, ("mlp",)),
-                           bias_init=part(nn.initializers.zeros, ("mlp",)))
+    self.proj = nn.Dense(
+      c.entity_dim,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=part(NORMAL_002, ("embed", "mlp")),
+      bias_init=part(nn.initializers.zeros, ("mlp",)),
+    )
+    self.ln = nn.LayerNorm(
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      scale_init=part(nn.initializers.ones, ("mlp",)),
+      bias_init=part(nn.initializers.zeros, ("mlp",)),
+    )
     # Entities are few (hundreds to thousands): "vocab" shards them like the word table when
     # the mesh divides K and replicates them otherwise (mesh.fit_spec_to_shape).
-    self.entity_embed = self.param("entity_embed", part(NORMAL_002, ("vocab", None)),
-                                   (c.num_labels, c.entity_dim), jnp.dtype(self.param_dtype))
-    self.bias = self.param("bias", part(nn.initializers.zeros, ("vocab",)), (c.num_labels,),
-                           jnp.dtype(self.param_dtype))
+    self.entity_embed = self.param(
+      "entity_embed",
+      part(NORMAL_002, ("vocab", None)),
+      (c.num_labels, c.entity_dim),
+      jnp.dtype(self.param_dtype),
+    )
+    self.bias = self.param(
+      "bias", part(nn.initializers.zeros, ("vocab",)), (c.num_labels,), jnp.dtype(self.param_dtype)
+    )
     self.drop = nn.Dropout(rate=c.dropout)
 
   def features(self, hidden_BxLxD, *, deterministic: bool = True):
@@ -67,8 +81,9 @@ class KnowledgeHead(nn.Module):
   def __call__(self, hidden_BxLxD, *, deterministic: bool = True):
     f = self.features(hidden_BxLxD, deterministic=deterministic).astype(jnp.float32)
     # float32 logits: the softmax feeds both L_k and the expected entity embedding.
-    return (jnp.einsum("bld,kd->blk", f, self.entity_embed.astype(jnp.float32))
-            + self.bias.astype(jnp.float32))
+    return jnp.einsum("bld,kd->blk", f, self.entity_embed.astype(jnp.float32)) + self.bias.astype(
+      jnp.float32
+    )
 
   def entity_table(self):
     """E [K, D_k] (row 0 belongs to 'none' and is never used as knowledge)."""
@@ -91,19 +106,22 @@ def expected_entity_vector(logits_BxLxK, mask_BxL, table_KxD):
 
 class KnowledgeModel(nn.Module):
   """Encoder (LanguageModel-compatible params) + KnowledgeHead."""
+
   enc: EncoderConfig
   head: KnowledgeHeadConfig
 
   def setup(self):
     self.encoder = Encoder(self.enc)
-    self.knowledge_head = KnowledgeHead(self.head, dtype=self.enc.dtype,
-                                        param_dtype=self.enc.param_dtype)
+    self.knowledge_head = KnowledgeHead(
+      self.head, dtype=self.enc.dtype, param_dtype=self.enc.param_dtype
+    )
 
   def encode(self, ids_BxL, mask_BxL, *, deterministic: bool = True):
     return self.encoder(ids_BxL, mask_BxL, deterministic=deterministic)
 
-  def __call__(self, ids_BxL, mask_BxL, *, deterministic: bool = True,
-               freeze_encoder: bool = False):
+  def __call__(
+    self, ids_BxL, mask_BxL, *, deterministic: bool = True, freeze_encoder: bool = False
+  ):
     """Entity logits [B, L, K].  `freeze_encoder` stops gradients at the encoder output, so
     a frozen-encoder run skips the encoder's backward pass entirely (XLA drops it), and runs
     the encoder without dropout: the head then trains on the features it will be applied to."""
@@ -112,8 +130,7 @@ class KnowledgeModel(nn.Module):
       h = jax.lax.stop_gradient(h)
     return self.knowledge_head(h, deterministic=deterministic)
 
-  def knowledge(self, ids_BxL, mask_BxL, *, pooling: str = "mean",
-                entity_mode: str = "none"):
+  def knowledge(self, ids_BxL, mask_BxL, *, pooling: str = "mean", entity_mode: str = "none"):
     """(pooled encoder vector [B, D], entity vector [B, D_k] or None), float32."""
     h = self.encode(ids_BxL, mask_BxL, deterministic=True)
     pooled = pool(h, mask_BxL, pooling)

@@ -47,12 +47,13 @@ USER_AGGS = ("mean", "attention")
 
 class XDKTRec(sasrec.SASRec):
   """SASRec (item mode fused/text/id) + source history fusion + an alignment term."""
+
   n_users: int = 0
   n_source_items: int = 0
   source_len: int = 50
   user_agg: str = "mean"
   align: str = "infonce"
-  source_repr: str = "fused"   # fused | text | id: how a source item is represented (r_j)
+  source_repr: str = "fused"  # fused | text | id: how a source item is represented (r_j)
 
   def setup(self):
     super().setup()
@@ -64,8 +65,10 @@ class XDKTRec(sasrec.SASRec):
       raise ValueError("xdkt: needs users and source items (n_users, n_source_items > 0)")
     part = nn.with_logical_partitioning
     const = lambda name, shape, dtype=jnp.float32: self.variable(
-        "consts", name, lambda: part(lambda *_: jnp.zeros(shape, dtype), (None,) * len(shape))(
-            None, shape))
+      "consts",
+      name,
+      lambda: part(lambda *_: jnp.zeros(shape, dtype), (None,) * len(shape))(None, shape),
+    )
     self.source_hist = const("source_hist", (self.n_users, self.source_len), jnp.int32)
     self.source_mask = const("source_mask", (self.n_users, self.source_len), jnp.int8)
     self.user_has = const("user_has", (self.n_users,))
@@ -74,24 +77,33 @@ class XDKTRec(sasrec.SASRec):
     if self.source_repr != "id" and self.mode == "id":
       raise ValueError("xdkt: mode 'id' has no adaptor; use source_repr='id'")
     if self.source_repr in ("id", "fused"):
-      self.source_table = self.param("source_item_embedding", logical(NORMAL_002, (None, "embed")),
-                                     (self.n_source_items, self.hidden))
+      self.source_table = self.param(
+        "source_item_embedding",
+        logical(NORMAL_002, (None, "embed")),
+        (self.n_source_items, self.hidden),
+      )
     if self.source_repr in ("text", "fused") or self.align in ITEM_ALIGNS:
       self.source_vectors = const("source_vectors", (self.n_source_items, self.text_dim))
     if self.source_repr == "fused" and self.fusion == "gate":
       self.source_fuse = align_lib.GatedFusion()
     dense = lambda name, d=self.hidden: nn.Dense(
-        d, kernel_init=part(NORMAL_002, (None, "embed")),
-        bias_init=part(nn.initializers.zeros, ("embed",)), name=name)
+      d,
+      kernel_init=part(NORMAL_002, (None, "embed")),
+      bias_init=part(nn.initializers.zeros, ("embed",)),
+      name=name,
+    )
     if self.user_agg == "attention":
       self.attn_key = dense("attn_key")
-      self.attn_query = self.param("attn_query", logical(nn.initializers.zeros, ("embed",)),
-                                   (self.hidden,))
+      self.attn_query = self.param(
+        "attn_query", logical(nn.initializers.zeros, ("embed",)), (self.hidden,)
+      )
     # lecun (not 0.02) init: z_u must carry signal from step 0, or the gate learns to close
-    self.user_proj = nn.Dense(self.hidden, kernel_init=part(nn.initializers.lecun_normal(),
-                                                            (None, "embed")),
-                              bias_init=part(nn.initializers.zeros, ("embed",)),
-                              name="user_proj")
+    self.user_proj = nn.Dense(
+      self.hidden,
+      kernel_init=part(nn.initializers.lecun_normal(), (None, "embed")),
+      bias_init=part(nn.initializers.zeros, ("embed",)),
+      name="user_proj",
+    )
     self.user_gate = dense("user_gate")
     if self.align in ITEM_ALIGNS and self.mode == "id":
       raise ValueError(f"xdkt: align={self.align!r} needs item knowledge (mode text or fused)")
@@ -106,8 +118,9 @@ class XDKTRec(sasrec.SASRec):
     """[N_s, D] source item representations r_j."""
     if self.source_repr == "id":
       return self.source_table
-    text = self.adapt(jax.lax.stop_gradient(unboxed(self.source_vectors.value)),
-                      deterministic=deterministic)
+    text = self.adapt(
+      jax.lax.stop_gradient(unboxed(self.source_vectors.value)), deterministic=deterministic
+    )
     if self.source_repr == "text":
       return text
     if self.fusion == "gate":
@@ -117,9 +130,9 @@ class XDKTRec(sasrec.SASRec):
   def user_knowledge(self, users, *, deterministic: bool = True):
     """(z_u [..., D], has_u [...]) for user ids of any shape."""
     r = self.source_items(deterministic=deterministic)
-    hist = unboxed(self.source_hist.value)[users]                     # [..., H]
-    m = unboxed(self.source_mask.value)[users].astype(jnp.float32)    # [..., H]
-    x = r[hist]                                                      # [..., H, D]
+    hist = unboxed(self.source_hist.value)[users]  # [..., H]
+    m = unboxed(self.source_mask.value)[users].astype(jnp.float32)  # [..., H]
+    x = r[hist]  # [..., H, D]
     if self.user_agg == "mean":
       w = m / jnp.maximum(m.sum(-1, keepdims=True), 1.0)
     else:
@@ -133,31 +146,64 @@ class XDKTRec(sasrec.SASRec):
     g = jax.nn.sigmoid(self.user_gate(jnp.concatenate([h, z], axis=-1)))
     return h + has[..., None].astype(h.dtype) * g * z
 
-  def forward(self, tokens_BxL, mask_BxL, *, seg_users_BxS, seg_index_BxL, segments_BxL=None,
-              positions_BxL=None, deterministic: bool = True, last_B=None):
+  def forward(
+    self,
+    tokens_BxL,
+    mask_BxL,
+    *,
+    seg_users_BxS,
+    seg_index_BxL,
+    segments_BxL=None,
+    positions_BxL=None,
+    deterministic: bool = True,
+    last_B=None,
+  ):
     """(fused states [B, L, D], items [N, D], unfused states, z per segment [B, S, D],
     has per segment [B, S]).  With `last_B` the states are [B, 1, D] at that position
     (`seg_index_BxL` is then [B, 1])."""
     items = self.item_repr(deterministic=deterministic)
-    h = self.encode(tokens_BxL, mask_BxL, items, segments_BxL=segments_BxL,
-                    positions_BxL=positions_BxL, deterministic=deterministic, last_B=last_B)
+    h = self.encode(
+      tokens_BxL,
+      mask_BxL,
+      items,
+      segments_BxL=segments_BxL,
+      positions_BxL=positions_BxL,
+      deterministic=deterministic,
+      last_B=last_B,
+    )
     z_s, has_s = self.user_knowledge(seg_users_BxS, deterministic=deterministic)
     idx = jnp.clip(seg_index_BxL, 0, seg_users_BxS.shape[1] - 1)
     z = jnp.take_along_axis(z_s, idx[..., None], axis=1)
     has = jnp.take_along_axis(has_s, idx, axis=1)
     return self.fuse_user(h, z, has), items, h, z_s, has_s
 
-  def __call__(self, tokens_BxL, mask_BxL, *, users_BxL=None, segments_BxL=None,
-               positions_BxL=None, deterministic: bool = True, last_B=None):
+  def __call__(
+    self,
+    tokens_BxL,
+    mask_BxL,
+    *,
+    users_BxL=None,
+    segments_BxL=None,
+    positions_BxL=None,
+    deterministic: bool = True,
+    last_B=None,
+  ):
     """Scoring form: one user per row (users_BxL constant along the row)."""
     if users_BxL is None:
       raise ValueError("xdkt: the recommender needs the user ids (users_BxL)")
     if self.align == "adversarial" and self.is_initializing():
-      self.domain_clf(jnp.zeros((1, self.hidden)))   # create its params (used by the loss only)
+      self.domain_clf(jnp.zeros((1, self.hidden)))  # create its params (used by the loss only)
     seg_index = jnp.zeros_like(tokens_BxL if last_B is None else tokens_BxL[:, :1])
-    out = self.forward(tokens_BxL, mask_BxL, seg_users_BxS=users_BxL[:, :1],
-                       seg_index_BxL=seg_index, segments_BxL=segments_BxL,
-                       positions_BxL=positions_BxL, deterministic=deterministic, last_B=last_B)
+    out = self.forward(
+      tokens_BxL,
+      mask_BxL,
+      seg_users_BxS=users_BxL[:, :1],
+      seg_index_BxL=seg_index,
+      segments_BxL=segments_BxL,
+      positions_BxL=positions_BxL,
+      deterministic=deterministic,
+      last_B=last_B,
+    )
     return out[0], out[1]
 
   def item_alignment(self, rng, n: int, *, lam: float, deterministic: bool = True):
@@ -165,10 +211,8 @@ class XDKTRec(sasrec.SASRec):
     k_s, k_t = jax.random.split(rng)
     src = unboxed(self.source_vectors.value)
     tgt = unboxed(self.item_vectors.value)
-    x = self.adapt(src[jax.random.randint(k_s, (n,), 0, src.shape[0])],
-                   deterministic=deterministic)
-    y = self.adapt(tgt[jax.random.randint(k_t, (n,), 0, tgt.shape[0])],
-                   deterministic=deterministic)
+    x = self.adapt(src[jax.random.randint(k_s, (n,), 0, src.shape[0])], deterministic=deterministic)
+    y = self.adapt(tgt[jax.random.randint(k_t, (n,), 0, tgt.shape[0])], deterministic=deterministic)
     if self.align == "mmd":
       return losses.mmd(x_NxD=x, y_MxD=y, kernel="rbf"), {}
     if self.align == "mmd_linear":
@@ -177,5 +221,6 @@ class XDKTRec(sasrec.SASRec):
       return losses.coral(x_NxD=x, y_MxD=y), {}
     feats = jnp.concatenate([x, y])
     dom = jnp.concatenate([jnp.zeros(n, jnp.int32), jnp.ones(n, jnp.int32)])
-    return losses.domain_adversarial_loss(domain_N=dom, features_NxD=feats,
-                                          logits_fn=self.domain_clf, lam=lam)
+    return losses.domain_adversarial_loss(
+      domain_N=dom, features_NxD=feats, logits_fn=self.domain_clf, lam=lam
+    )

@@ -21,11 +21,12 @@ TRACE_COUNTS = {"score": 0}
 @dataclasses.dataclass
 class SASRecModel:
   """A trained SASRec: `score(batch) -> scores_BxN` (the baselines' interface)."""
+
   module: SASRec
   params: Any
-  consts: Any                    # {'consts': {'item_vectors': ...}} or None: never trained
+  consts: Any  # {'consts': {'item_vectors': ...}} or None: never trained
   n_items: int
-  losses: np.ndarray             # per-step training loss
+  losses: np.ndarray  # per-step training loss
   info: dict
 
   def __post_init__(self):
@@ -36,12 +37,13 @@ class SASRecModel:
       TRACE_COUNTS["score"] += 1
       users = None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
       last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
-      h, items = module.apply(model_variables(params, consts), tokens, mask, users_BxL=users,
-                              last_B=last)
+      h, items = module.apply(
+        model_variables(params, consts), tokens, mask, users_BxL=users, last_B=last
+      )
       return h[:, 0], items
 
     @jax.jit
-    def scores(params, consts, tokens, mask, users):   # one dispatch: B×N stays on device
+    def scores(params, consts, tokens, mask, users):  # one dispatch: B×N stays on device
       u, items = user_and_items(params, consts, tokens, mask, users)
       return u @ items.T
 
@@ -54,7 +56,14 @@ class SASRecModel:
     return np.asarray(batch["user"], np.int32) if "user" in batch else np.zeros(b, np.int32)
 
   def score(self, batch) -> np.ndarray:
-    tokens, mask = score_inputs(batch["hist"], batch["hist_mask"], n_items=self.n_items,
-                                max_len=self.module.max_len, bucket=True)
-    return np.asarray(self._scores(self.params, self.consts, tokens, mask,
-                                   self._users(batch, len(tokens))), np.float32)
+    tokens, mask = score_inputs(
+      batch["hist"],
+      batch["hist_mask"],
+      n_items=self.n_items,
+      max_len=self.module.max_len,
+      bucket=True,
+    )
+    return np.asarray(
+      self._scores(self.params, self.consts, tokens, mask, self._users(batch, len(tokens))),
+      np.float32,
+    )

@@ -12,17 +12,30 @@ from xdkt_jax.data import inputs
 
 
 def valid_arrays(ds, split, target: str, exclude_history: str) -> dict:
-  rule = conventions.resolve("xdkt", exclude_history,
-                             target_has_given_split=ds.domains[target].given_split is not None)
+  rule = conventions.resolve(
+    "xdkt", exclude_history, target_has_given_split=ds.domains[target].given_split is not None
+  )
   arrays = inputs.eval_arrays(ds, split, target, "valid", exclude_history=rule.exclude_history)
   if len(arrays["target"]) == 0:
-    raise ValueError(f"sasrec: select_epoch needs valid examples, and the {split.protocol!r} "
-                     f"split has none in {target!r}")
+    raise ValueError(
+      f"sasrec: select_epoch needs valid examples, and the {split.protocol!r} "
+      f"split has none in {target!r}"
+    )
   return arrays
 
 
-def train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, scorer,
-                           valid: dict, n_items: int, metric: str, patience: int):
+def train_selecting_epoch(
+  train_to,
+  state,
+  *,
+  total: int,
+  steps_per_epoch: int,
+  scorer,
+  valid: dict,
+  n_items: int,
+  metric: str,
+  patience: int,
+):
   """Trains epoch by epoch up to `total` steps; after each epoch scores the valid users
   (full ranking under the run's exclusion rule: the evaluator of the reported numbers) and
   keeps the parameters of the best epoch.  Stops once `patience` epochs in a row bring no gain.
@@ -43,6 +56,11 @@ def train_selecting_epoch(train_to, state, *, total: int, steps_per_epoch: int, 
       best = (value, epoch, jax.device_get(state.params))
     elif epoch - best[1] >= patience:
       break
-  return result, {"params": best[2], "best_epoch": best[1],
-                  "best_valid": best[0], "epochs_run": epoch, "valid_curve": curve,
-                  "select_metric": metric}
+  return result, {
+    "params": best[2],
+    "best_epoch": best[1],
+    "best_valid": best[0],
+    "epochs_run": epoch,
+    "valid_curve": curve,
+    "select_metric": metric,
+  }

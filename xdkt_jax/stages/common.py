@@ -15,6 +15,7 @@ from xdkt_jax import artifacts, stopping
 class StageEncoder(NamedTuple):
   """An encoder as one stage hands it to the next: its config, its weights, and the
   fingerprint of everything that produced them (a later stage's inputs include it)."""
+
   config: Any
   params: Any
   fingerprint: str
@@ -55,5 +56,4 @@ def claim(stage_dir: Path, fp: str) -> None:
 
 def between(stage: str) -> None:
   """A SIGTERM whose exception was swallowed inside a stage stops the run here."""
-  stopping.check(f"stopped on SIGTERM after the {stage} stage; rerun the same command to "
-                 "resume")
+  stopping.check(f"stopped on SIGTERM after the {stage} stage; rerun the same command to resume")

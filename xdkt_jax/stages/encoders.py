@@ -10,15 +10,24 @@ from xdkt_jax.data import leakage
 from xdkt_jax.stages.common import StageEncoder, claim, fingerprint, stage_dir
 
 
-def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: StageEncoder,
-             log=print) -> StageEncoder:
+def lm_stage(
+  name: str, config, workdir: Path, ds, tok, split, upstream: StageEncoder, log=print
+) -> StageEncoder:
   """pretrain (L_p) or adapt (L_t) from the `upstream` encoder.  Reuses a finished stage whose
   inputs are unchanged."""
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+
   scfg = config.pretrain if name == "pretrain" else config.adapt
   folder = stage_dir(workdir, name)
-  fp = fingerprint(name, upstream.fingerprint, tok.fingerprint, scfg.to_json(),
-                    config.encoder.to_json(), config.seed, split.fingerprint())
+  fp = fingerprint(
+    name,
+    upstream.fingerprint,
+    tok.fingerprint,
+    scfg.to_json(),
+    config.encoder.to_json(),
+    config.seed,
+    split.fingerprint(),
+  )
   if artifacts.is_done(folder, fp, log, name):
     enc_cfg, params = lm.stage_encoder(workdir, name)
     log(f"{name}: reusing finished stage ({folder})")
@@ -34,8 +43,9 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: StageEn
     target = split.targets[0] if len(split.targets) == 1 else None
     ratio = float(scfg.target_ratio)
     freeze = lm.freeze_patterns(enc_cfg, int(scfg.freeze_layers), bool(scfg.freeze_embeddings))
-  corpus = lm.make_corpus(tok, domains=domains, heldout_frac=float(scfg.heldout_frac),
-                          seed=int(config.seed))
+  corpus = lm.make_corpus(
+    tok, domains=domains, heldout_frac=float(scfg.heldout_frac), seed=int(config.seed)
+  )
   leakage.check_text_corpus(corpus, tok, consumer=f"{name} corpus")
   head = {}
   if name == "adapt" and int(scfg.get("head_warmup_steps", 0)) > 0:
@@ -46,11 +56,32 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: StageEn
     with hcfg.unlocked():
       hcfg.steps = int(scfg.head_warmup_steps)
       hcfg.lr = float(scfg.head_lr)
-    params, head = lm.train_lm(config, hcfg, enc_cfg, params, corpus, special,
-                               folder / "head_warmup", target=target, ratio=ratio,
-                               freeze=[r"^encoder/"], log_fn=log)
-  params, metrics = lm.train_lm(config, scfg, enc_cfg, params, corpus, special, folder,
-                                target=target, ratio=ratio, freeze=freeze, log_fn=log)
+    params, head = lm.train_lm(
+      config,
+      hcfg,
+      enc_cfg,
+      params,
+      corpus,
+      special,
+      folder / "head_warmup",
+      target=target,
+      ratio=ratio,
+      freeze=[r"^encoder/"],
+      log_fn=log,
+    )
+  params, metrics = lm.train_lm(
+    config,
+    scfg,
+    enc_cfg,
+    params,
+    corpus,
+    special,
+    folder,
+    target=target,
+    ratio=ratio,
+    freeze=freeze,
+    log_fn=log,
+  )
   if head:
     metrics["head_warmup"] = head
   metrics["encoder"] = enc_cfg.to_hf()
@@ -61,18 +92,22 @@ def lm_stage(name: str, config, workdir: Path, ds, tok, split, upstream: StageEn
 
 def initial_encoder(config) -> StageEncoder:
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+
   special = lm.special_tokens(config.data.tokenizer)
   enc_cfg, params = lm.initial_encoder(config, special)
-  return StageEncoder(enc_cfg, params, fingerprint("init", config.encoder.to_json(),
-                                                    config.seed))
+  return StageEncoder(enc_cfg, params, fingerprint("init", config.encoder.to_json(), config.seed))
 
 
 def pretrained_encoder(config, wd: Path, pretrained: StageEncoder | None) -> StageEncoder:
   """W_p, read back from disk: the arrays that entered adapt were donated to its train step.
   The pretrain stage's output when it trained, else the init_from weights."""
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
-  if (pretrained is not None and (wd / "pretrain" / "DONE").exists()
-      and int(config.pretrain.steps) > 0):
+
+  if (
+    pretrained is not None
+    and (wd / "pretrain" / "DONE").exists()
+    and int(config.pretrain.steps) > 0
+  ):
     enc_cfg, params = lm.stage_encoder(wd, "pretrain")
     return StageEncoder(enc_cfg, params, pretrained.fingerprint)
   return initial_encoder(config)

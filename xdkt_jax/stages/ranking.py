@@ -14,15 +14,29 @@ from xdkt_jax.stages.common import fingerprint, read_json, stage_dir, write_json
 
 def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> dict:
   from xdkt_jax import recommend  # pylint: disable=import-outside-toplevel
-  if len(split.targets) != 1:   # pipeline.run passes multi_domain one target view at a time
-    raise ValueError(f"stage 'recommend' ranks one target domain; the split has "
-                     f"{split.targets} (protocols.target_view makes one)")
+
+  if len(split.targets) != 1:  # pipeline.run passes multi_domain one target view at a time
+    raise ValueError(
+      f"stage 'recommend' ranks one target domain; the split has "
+      f"{split.targets} (protocols.target_view makes one)"
+    )
   target = split.targets[0]
-  ctx = recommend.Context(ds=ds, split=split, target=target, config=config,
-                          item_knowledge=knowledge["item"], pretrained=knowledge["pretrained"],
-                          log=log)
-  fp = fingerprint("recommend", knowledge["fingerprint"], split.fingerprint(),
-                    config.recommend.eval_part, config.recommend.ks)
+  ctx = recommend.Context(
+    ds=ds,
+    split=split,
+    target=target,
+    config=config,
+    item_knowledge=knowledge["item"],
+    pretrained=knowledge["pretrained"],
+    log=log,
+  )
+  fp = fingerprint(
+    "recommend",
+    knowledge["fingerprint"],
+    split.fingerprint(),
+    config.recommend.eval_part,
+    config.recommend.ks,
+  )
   runs = recommend.run_all(ctx, stage_dir(wd, "recommend"), fp=fp)
   write_json(wd / "recommend" / "runs.json", runs)
   return runs
@@ -30,6 +44,7 @@ def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> 
 
 def evaluate_stage(config, wd: Path, runs, log=print) -> dict:
   from xdkt_jax import recommend, report  # pylint: disable=import-outside-toplevel
+
   if runs is None:
     path = wd / "recommend" / "runs.json"
     if not path.exists():
@@ -38,26 +53,33 @@ def evaluate_stage(config, wd: Path, runs, log=print) -> dict:
   names = recommend.parse_methods(config.recommend.methods)
   runs = {n: r for n, r in runs.items() if recommend.base_method(n) in names}
   ev = config.eval
-  stats_ = report.aggregate(runs, wd / "recommend", alpha=float(ev.alpha),
-                            n_boot=int(ev.n_boot))
+  stats_ = report.aggregate(runs, wd / "recommend", alpha=float(ev.alpha), n_boot=int(ev.n_boot))
   write_json(stage_dir(wd, "evaluate") / "stats.json", stats_)
   for w in stats_["warnings"]:
     log(w)
   g = stats_["transfer_gain"].get("ndcg@10")
   if g:
-    log(f"transfer gain ndcg@10 (xdkt − target_only): {g['mean']:+.4f} "
-        f"[{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}] ({g['ci_method']}), Holm-corrected "
-        f"p = {g['p_value']:.2g} (t-test over {g['n_users']} users; Wilcoxon "
-        f"{g['p_wilcoxon']:.2g}): " + ("significant" if g["significant"] else "not significant")
-        + f" at alpha = {g['alpha']:g}")
+    log(
+      f"transfer gain ndcg@10 (xdkt − target_only): {g['mean']:+.4f} "
+      f"[{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}] ({g['ci_method']}), Holm-corrected "
+      f"p = {g['p_value']:.2g} (t-test over {g['n_users']} users; Wilcoxon "
+      f"{g['p_wilcoxon']:.2g}): "
+      + ("significant" if g["significant"] else "not significant")
+      + f" at alpha = {g['alpha']:g}"
+    )
   return stats_
 
 
 def _lm_curves(wd: Path) -> dict:
   from xdkt_jax.train.writers import read_jsonl  # pylint: disable=import-outside-toplevel
+
   curves = {}
-  for stage, sub in (("pretrain", "logs"), ("adapt", "head_warmup/logs"), ("adapt", "logs"),
-                     ("extract", "logs")):
+  for stage, sub in (
+    ("pretrain", "logs"),
+    ("adapt", "head_warmup/logs"),
+    ("adapt", "logs"),
+    ("extract", "logs"),
+  ):
     path = wd / stage / sub / "metrics.jsonl"
     if path.exists():
       ys = [r["train/loss"] for r in read_jsonl(path) if "train/loss" in r]
@@ -66,10 +88,12 @@ def _lm_curves(wd: Path) -> dict:
   return curves
 
 
-def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *,
-                 lm_dir: Path | None = None) -> None:
+def report_stage(
+  config, wd: Path, ds, tok, split, stats_, timings, log=print, *, lm_dir: Path | None = None
+) -> None:
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
   from xdkt_jax.data import protocols  # pylint: disable=import-outside-toplevel
+
   if stats_ is None:
     path = wd / "evaluate" / "stats.json"
     if not path.exists():
@@ -82,17 +106,20 @@ def report_stage(config, wd: Path, ds, tok, split, stats_, timings, log=print, *
       curves[name] = runs[name][0]["train_losses"]
   views = None
   vpath = wd / "recommend" / "xdkt" / "seed_0" / "alignment_views.npz"
-  results = {"config": json.loads(config.to_json_best_effort()),
-             "dataset": data_stats.dataset_stats(ds, tok),
-             "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start"
-                                                else ""),
-             "targets": split.targets, "sources": split.sources,
-             "split": protocols.summary(split),
-             "n_items": ds.domains[split.targets[0]].n_items,
-             "n_test": next(iter(runs.values()))[0]["n"],
-             "eval_part": str(config.recommend.eval_part),
-             "tuning": bool(config.recommend.get("tuning", False)),
-             **stats_, "timings_s": timings}
+  results = {
+    "config": json.loads(config.to_json_best_effort()),
+    "dataset": data_stats.dataset_stats(ds, tok),
+    "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start" else ""),
+    "targets": split.targets,
+    "sources": split.sources,
+    "split": protocols.summary(split),
+    "n_items": ds.domains[split.targets[0]].n_items,
+    "n_test": next(iter(runs.values()))[0]["n"],
+    "eval_part": str(config.recommend.eval_part),
+    "tuning": bool(config.recommend.get("tuning", False)),
+    **stats_,
+    "timings_s": timings,
+  }
   if vpath.exists():
     views = dict(np.load(vpath))
     results["alignment"] = report.alignment_numbers(views)

@@ -26,8 +26,8 @@ class NonFiniteMetricError(FloatingPointError):
   """Metrics became NaN/Inf; carries the step and the (first) metric name."""
 
   def __init__(self, step: int, bad: dict[str, float]):
-    listed = ', '.join(f'{k!r} = {v}' for k, v in bad.items())
-    super().__init__(f'Non-finite metric {listed} at step {step}.')
+    listed = ", ".join(f"{k!r} = {v}" for k, v in bad.items())
+    super().__init__(f"Non-finite metric {listed} at step {step}.")
     self.step, self.bad = step, bad
     self.name, self.value = next(iter(bad.items()))
 
@@ -52,13 +52,13 @@ class StepIndexedData:
     return batch
 
   def get_state(self) -> dict:
-    state = {'step': self.step}
+    state = {"step": self.step}
     if self.steps_per_epoch:
-      state['epoch'] = self.step // self.steps_per_epoch
+      state["epoch"] = self.step // self.steps_per_epoch
     return state
 
   def set_state(self, state: dict):
-    self.step = int(state.get('step', 0))
+    self.step = int(state.get("step", 0))
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ def default_block_every_step() -> bool:
   Measured here: XLA:CPU's all-reduce rendezvous can hang when many sharded
   steps are queued without waiting.  Accelerators pipeline fine.
   """
-  return jax.device_count() > 1 and jax.default_backend() == 'cpu'
+  return jax.device_count() > 1 and jax.default_backend() == "cpu"
 
 
 class _Preemption:
@@ -84,8 +84,7 @@ class _Preemption:
   def __init__(self, enabled: bool):
     self.flag = False
     self._old = None
-    self._enabled = enabled and (
-        threading.current_thread() is threading.main_thread())
+    self._enabled = enabled and (threading.current_thread() is threading.main_thread())
 
   def __enter__(self):
     if self._enabled:
@@ -94,7 +93,7 @@ class _Preemption:
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning('Signal %d: will checkpoint and stop.', signum)
+    logging.warning("Signal %d: will checkpoint and stop.", signum)
     self.flag = True
 
   def reached(self, step: int) -> bool:
@@ -102,6 +101,7 @@ class _Preemption:
       # All hosts must agree on the step to stop at, else the collective
       # save deadlocks; JAX's preemption service provides that consensus.
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       try:
         return self.flag or multihost_utils.reached_preemption_sync_point(step)
       except RuntimeError:  # service not running (no distributed init).
@@ -115,9 +115,8 @@ class _Preemption:
 
 def check_finite(step: int, metrics: dict):
   """Raises NonFiniteMetricError naming every bad metric, 'loss' first."""
-  order = sorted(metrics, key=lambda k: (k != 'loss', k))
-  bad = {k: float(metrics[k]) for k in order
-         if not math.isfinite(float(metrics[k]))}
+  order = sorted(metrics, key=lambda k: (k != "loss", k))
+  bad = {k: float(metrics[k]) for k in order if not math.isfinite(float(metrics[k]))}
   if bad:
     raise NonFiniteMetricError(step, bad)
 
@@ -139,31 +138,31 @@ class _StepMetrics:
     for k, v in metrics.items():
       self.window.setdefault(k, []).append(v)
     self.window_steps += 1
-    if 'loss' in metrics:
+    if "loss" in metrics:
       self.bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
     if self.writer is not None and self.log_every and at % self.log_every == 0:
       elapsed = max(time.time() - self.window_t0, 1e-9)
-      scalars = {f'train/{k}': float(np.mean(v)) for k, v in self.window.items()}
-      scalars['train/steps_per_sec'] = self.window_steps / elapsed
+      scalars = {f"train/{k}": float(np.mean(v)) for k, v in self.window.items()}
+      scalars["train/steps_per_sec"] = self.window_steps / elapsed
       self.writer.write_scalars(at, scalars)
       self.window.clear()
       self.window_t0, self.window_steps = time.time(), 0
 
 
 def train_loop(
-    *,
-    state,
-    train_step: Callable[..., Any],
-    data: Iterator[Any],
-    rng: jax.Array,
-    total_steps: int,
-    batch_sharding=None,
-    ckpt_mngr=None,
-    writer=None,
-    log_every: int = 50,
-    block_every_step: bool | None = None,
-    progress: bool = True,
-    handle_sigterm: bool = True,
+  *,
+  state,
+  train_step: Callable[..., Any],
+  data: Iterator[Any],
+  rng: jax.Array,
+  total_steps: int,
+  batch_sharding=None,
+  ckpt_mngr=None,
+  writer=None,
+  log_every: int = 50,
+  block_every_step: bool | None = None,
+  progress: bool = True,
+  handle_sigterm: bool = True,
 ) -> LoopResult:
   """Runs `train_step` from ``state.step`` up to `total_steps`.
 
@@ -177,12 +176,15 @@ def train_loop(
     into global arrays with `batch_sharding`; `data.get_state()` is saved
     with every checkpoint.
   """
-  block = default_block_every_step() if block_every_step is None else (
-      block_every_step)
+  block = default_block_every_step() if block_every_step is None else (block_every_step)
   step = int(jax.device_get(state.step))
-  bar = tqdm.tqdm(total=total_steps, initial=step, unit='step',
-                  disable=not (progress and jax.process_index() == 0),
-                  dynamic_ncols=True)
+  bar = tqdm.tqdm(
+    total=total_steps,
+    initial=step,
+    unit="step",
+    disable=not (progress and jax.process_index() == 0),
+    dynamic_ncols=True,
+  )
   host = _StepMetrics(bar, writer, log_every)
   pending = None  # (step, device metrics) not yet fetched
   saved_step = None
@@ -191,9 +193,8 @@ def train_loop(
     nonlocal saved_step
     if ckpt_mngr is None or saved_step == at or ckpt_mngr.latest_step() == at:
       return False
-    get_state = getattr(data, 'get_state', None)
-    if ckpt_lib.save(ckpt_mngr, at, state, get_state() if get_state else {},
-                     force=force):
+    get_state = getattr(data, "get_state", None)
+    if ckpt_lib.save(ckpt_mngr, at, state, get_state() if get_state else {}, force=force):
       saved_step = at
       return True
     return False
@@ -235,5 +236,4 @@ def train_loop(
     # checkpoint is written, and the caller stops as it would have one step
     # earlier.
     preempted = preempted or preemption.flag
-  return LoopResult(state=state, step=step, preempted=preempted,
-                    metrics=host.last)
+  return LoopResult(state=state, step=step, preempted=preempted, metrics=host.last)

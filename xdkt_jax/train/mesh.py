@@ -19,46 +19,42 @@ from xdkt_jax.train.cfg import cfg_get
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-MESH_AXES = ('data', 'fsdp', 'model')
+MESH_AXES = ("data", "fsdp", "model")
 # The axes the global batch is split over: pure data parallelism plus FSDP
 # (FSDP shards params over `fsdp` *and* feeds each fsdp shard its own data).
-BATCH_AXES = ('data', 'fsdp')
+BATCH_AXES = ("data", "fsdp")
 
 DEFAULT_RULES = (
-    ('batch', ('data', 'fsdp')),
-    ('length', None),
-    ('embed', 'fsdp'),
-    ('vocab', 'model'),
-    ('pos', None),
-    ('heads', 'model'),
-    ('kv', None),
-    ('mlp', 'model'),
-    ('items', 'model'),
-    ('layers', None),
+  ("batch", ("data", "fsdp")),
+  ("length", None),
+  ("embed", "fsdp"),
+  ("vocab", "model"),
+  ("pos", None),
+  ("heads", "model"),
+  ("kv", None),
+  ("mlp", "model"),
+  ("items", "model"),
+  ("layers", None),
 )
 
 Rules = Sequence[tuple[str, Any]]
 
 
-
-
 def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, ...]:
   """Sizes of (data, fsdp, model); one size of -1 takes the remaining devices."""
-  sizes = [int(cfg_get(mesh_cfg, a, -1 if a == 'data' else 1))
-           for a in MESH_AXES]
+  sizes = [int(cfg_get(mesh_cfg, a, -1 if a == "data" else 1)) for a in MESH_AXES]
   fill = [i for i, s in enumerate(sizes) if s == -1]
   if len(fill) > 1:
-    raise ValueError(f'At most one mesh axis may be -1, got {sizes}.')
+    raise ValueError(f"At most one mesh axis may be -1, got {sizes}.")
   known = math.prod(s for s in sizes if s != -1)
   if fill:
     if num_devices % known:
-      raise ValueError(
-          f'{num_devices} devices do not split over fixed mesh sizes {sizes}.')
+      raise ValueError(f"{num_devices} devices do not split over fixed mesh sizes {sizes}.")
     sizes[fill[0]] = num_devices // known
   if math.prod(sizes) != num_devices:
     raise ValueError(
-        f'Mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, '
-        f'have {num_devices}.')
+      f"Mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, have {num_devices}."
+    )
   return tuple(sizes)
 
 
@@ -72,12 +68,14 @@ def make_mesh(mesh_cfg=None, devices: Sequence[Any] | None = None):
   shape = mesh_shape(mesh_cfg, len(devices))
   try:
     from jax.sharding import AxisType  # pylint: disable=g-import-not-at-top
-    return jax.make_mesh(shape, MESH_AXES,
-                         axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                         devices=devices)
+
+    return jax.make_mesh(
+      shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
+    )
   except (ImportError, TypeError):
     # Older jax: no axis_types / devices keyword.  Every axis was Auto then.
     from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+
     grid = mesh_utils.create_device_mesh(shape, devices=devices)
     return jax.sharding.Mesh(grid, MESH_AXES)
 
@@ -127,8 +125,9 @@ def fit_spec_to_shape(spec: P, shape: Sequence[int], mesh) -> P:
   for dim, axes in zip(shape, entries):
     size = _axis_size(mesh, axes)
     if size > 1 and dim % size:
-      logging.info('Replicating dim of size %d: mesh axes %s (size %d) do not '
-                   'divide it.', dim, axes, size)
+      logging.info(
+        "Replicating dim of size %d: mesh axes %s (size %d) do not divide it.", dim, axes, size
+      )
       axes = None
     fixed.append(axes)
   while fixed and fixed[-1] is None:
@@ -138,8 +137,8 @@ def fit_spec_to_shape(spec: P, shape: Sequence[int], mesh) -> P:
 
 def _shape_of(x):
   if isinstance(x, nn.meta.AxisMetadata):
-    x = getattr(x, 'value', x)
-  return tuple(getattr(x, 'shape', ()))
+    x = getattr(x, "value", x)
+  return tuple(getattr(x, "shape", ()))
 
 
 def logical_to_sharding(abstract_tree, mesh, rules: Rules | None = None):
@@ -156,11 +155,15 @@ def logical_to_sharding(abstract_tree, mesh, rules: Rules | None = None):
   shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
   shapes = jax.tree.map(_shape_of, abstract_tree, is_leaf=is_box)
   shardings_flat, treedef = jax.tree.flatten(
-      shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+    shardings, is_leaf=lambda x: isinstance(x, NamedSharding)
+  )
   shapes_flat = treedef.flatten_up_to(shapes)
-  return treedef.unflatten([
+  return treedef.unflatten(
+    [
       NamedSharding(mesh, fit_spec_to_shape(s.spec, shape, mesh))
-      for s, shape in zip(shardings_flat, shapes_flat)])
+      for s, shape in zip(shardings_flat, shapes_flat)
+    ]
+  )
 
 
 def shard_batch(batch, sharding: NamedSharding):
@@ -170,8 +173,10 @@ def shard_batch(batch, sharding: NamedSharding):
   both on one host (local data == global data) and on many hosts (each host
   read its own slice).  Arrays already on device pass through with a reshard.
   """
+
   def put(x):
     if isinstance(x, jax.Array):
       return x if x.sharding == sharding else jax.device_put(x, sharding)
     return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
   return jax.tree.map(put, batch)

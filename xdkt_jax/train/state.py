@@ -27,6 +27,7 @@ class TrainState:
   `extra` holds the other mutable variable collections (e.g. batch_stats) as
   a dict, or None when the model has none.
   """
+
   step: jax.Array
   params: Any
   opt_state: Any
@@ -44,16 +45,16 @@ def unbox(tree):
   here the shardings come from jit's out_shardings instead, which also carry
   our divisibility fallback.
   """
+
   def one(x):
     if isinstance(x, nn.meta.Partitioned):
       return x.unbox(apply_constraint=False)
     return nn.meta.unbox(x)
-  return jax.tree.map(lambda x: one(x) if _is_box(x) else x, tree,
-                      is_leaf=_is_box)
+
+  return jax.tree.map(lambda x: one(x) if _is_box(x) else x, tree, is_leaf=_is_box)
 
 
-def opt_state_sharding(abstract_opt_state, params_sharding, abstract_params,
-                       mesh):
+def opt_state_sharding(abstract_opt_state, params_sharding, abstract_params, mesh):
   """Optimizer-state leaves inherit the sharding of the param they mirror.
 
   Optax states hold param-shaped trees (Adam mu/nu, MultiSteps accumulators)
@@ -74,21 +75,22 @@ def opt_state_sharding(abstract_opt_state, params_sharding, abstract_params,
       if hit is not None and hit[0] == leaf.shape:
         return hit[1]
     return mesh_lib.replicated(mesh)
+
   return jax.tree_util.tree_map_with_path(pick, abstract_opt_state)
 
 
 def _split_variables(variables):
   variables = dict(variables)
-  params = variables.pop('params')
+  params = variables.pop("params")
   return params, (variables or None)
 
 
 def abstract_state_and_sharding(
-    init_fn: Callable[[jax.Array], Any],
-    optimizer: optax.GradientTransformation,
-    rng: jax.Array,
-    mesh,
-    rules=None,
+  init_fn: Callable[[jax.Array], Any],
+  optimizer: optax.GradientTransformation,
+  rng: jax.Array,
+  mesh,
+  rules=None,
 ):
   """Returns (abstract TrainState with .sharding on leaves, state shardings).
 
@@ -102,38 +104,42 @@ def abstract_state_and_sharding(
   params_sharding, extra_sharding = _split_variables(var_sharding)
   abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
   state_sharding = TrainState(
-      step=mesh_lib.replicated(mesh),
-      params=params_sharding,
-      opt_state=opt_state_sharding(abstract_opt, params_sharding,
-                                   abstract_params, mesh),
-      extra=extra_sharding)
+    step=mesh_lib.replicated(mesh),
+    params=params_sharding,
+    opt_state=opt_state_sharding(abstract_opt, params_sharding, abstract_params, mesh),
+    extra=extra_sharding,
+  )
   abstract = TrainState(
-      step=jax.ShapeDtypeStruct((), jnp.int32),
-      params=abstract_params, opt_state=abstract_opt, extra=abstract_extra)
+    step=jax.ShapeDtypeStruct((), jnp.int32),
+    params=abstract_params,
+    opt_state=abstract_opt,
+    extra=abstract_extra,
+  )
   abstract = jax.tree.map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      abstract, state_sharding)
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+  )
   return abstract, state_sharding
 
 
 def create_train_state(
-    init_fn: Callable[[jax.Array], Any],
-    optimizer: optax.GradientTransformation,
-    rng: jax.Array,
-    mesh,
-    rules=None,
+  init_fn: Callable[[jax.Array], Any],
+  optimizer: optax.GradientTransformation,
+  rng: jax.Array,
+  mesh,
+  rules=None,
 ):
   """Initialises a sharded TrainState; returns (state, state_sharding)."""
-  _, state_sharding = abstract_state_and_sharding(
-      init_fn, optimizer, rng, mesh, rules)
+  _, state_sharding = abstract_state_and_sharding(init_fn, optimizer, rng, mesh, rules)
   return init_train_state(init_fn, optimizer, rng, state_sharding), state_sharding
 
 
 def init_train_state(init_fn, optimizer, rng, state_sharding):
   """The TrainState born on the given shardings (from abstract_state_and_sharding)."""
+
   def init(rng):
     params, extra = _split_variables(unbox(init_fn(rng)))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), extra=extra)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), extra=extra
+    )
 
   return jax.jit(init, out_shardings=state_sharding)(rng)

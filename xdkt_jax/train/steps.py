@@ -40,8 +40,7 @@ def mesh_context(mesh, rules, *, global_mesh: bool = False):
   rules = mesh_lib.rules_from_config(rules)
   with contextlib.ExitStack() as stack:
     if global_mesh:
-      set_mesh = getattr(jax, 'set_mesh', None) or getattr(
-          jax.sharding, 'use_mesh', None)
+      set_mesh = getattr(jax, "set_mesh", None) or getattr(jax.sharding, "use_mesh", None)
       stack.enter_context(set_mesh(mesh) if set_mesh else mesh)
     stack.enter_context(nn.logical_axis_rules(rules))
     yield
@@ -49,34 +48,36 @@ def mesh_context(mesh, rules, *, global_mesh: bool = False):
 
 def _bind_mesh(jitted, mesh, rules, global_mesh):
   """Calls `jitted` inside mesh_context; `.jitted` exposes lower()/caches."""
+
   @functools.wraps(jitted)
   def call(*args):
     with mesh_context(mesh, rules, global_mesh=global_mesh):
       return jitted(*args)
+
   call.jitted = jitted
   return call
 
 
 def _global_norm(tree):
-  tree_lib = getattr(optax, 'tree', None)
-  if tree_lib is not None and hasattr(tree_lib, 'norm'):
+  tree_lib = getattr(optax, "tree", None)
+  if tree_lib is not None and hasattr(tree_lib, "norm"):
     return tree_lib.norm(tree)
   return optax.global_norm(tree)
 
 
 def make_train_step(
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    *,
-    mesh,
-    state_sharding,
-    batch_sharding,
-    rules=None,
-    donate: bool = True,
-    lr_schedule: Callable[[Any], Any] | None = None,
-    grad_accum: int = 1,
-    constrain_activations: bool = False,
-    consts_sharding=None,
+  loss_fn: LossFn,
+  optimizer: optax.GradientTransformation,
+  *,
+  mesh,
+  state_sharding,
+  batch_sharding,
+  rules=None,
+  donate: bool = True,
+  lr_schedule: Callable[[Any], Any] | None = None,
+  grad_accum: int = 1,
+  constrain_activations: bool = False,
+  consts_sharding=None,
 ):
   """Returns jitted ``train_step(state, batch, rng) -> (state, metrics)``.
 
@@ -96,8 +97,7 @@ def make_train_step(
   def train_step(state, batch, rng, consts=None):
     step_rng = jax.random.fold_in(rng, state.step)
     if consts is not None:
-      grad_fn = jax.value_and_grad(
-          lambda p: loss_fn(p, batch, step_rng, consts), has_aux=True)
+      grad_fn = jax.value_and_grad(lambda p: loss_fn(p, batch, step_rng, consts), has_aux=True)
       (loss, metrics), grads = grad_fn(state.params)
       extra = state.extra
     elif state.extra is None:
@@ -105,25 +105,24 @@ def make_train_step(
       (loss, metrics), grads = grad_fn(state.params, batch, step_rng)
       extra = None
     else:
-      grad_fn = jax.value_and_grad(
-          lambda p: loss_fn(p, batch, step_rng, state.extra), has_aux=True)
+      grad_fn = jax.value_and_grad(lambda p: loss_fn(p, batch, step_rng, state.extra), has_aux=True)
       (loss, (metrics, extra)), grads = grad_fn(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': loss, **metrics, 'grad_norm': _global_norm(grads)}
+    metrics = {"loss": loss, **metrics, "grad_norm": _global_norm(grads)}
     if lr_schedule is not None:
-      metrics['lr'] = lr_schedule(state.step // grad_accum)
+      metrics["lr"] = lr_schedule(state.step // grad_accum)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-    new_state = state.replace(step=state.step + 1, params=params,
-                              opt_state=opt_state, extra=extra)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, extra=extra)
     return new_state, metrics
 
   in_shardings = (state_sharding, batch_sharding, replicated)
   if consts_sharding is not None:
     in_shardings += (consts_sharding,)
   jitted = jax.jit(
-      train_step,
-      in_shardings=in_shardings,
-      out_shardings=(state_sharding, replicated),
-      donate_argnums=(0,) if donate else ())
+    train_step,
+    in_shardings=in_shardings,
+    out_shardings=(state_sharding, replicated),
+    donate_argnums=(0,) if donate else (),
+  )
   return _bind_mesh(jitted, mesh, rules, constrain_activations)

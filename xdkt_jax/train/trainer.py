@@ -38,37 +38,68 @@ def warmup_steps(configured: int, steps: int) -> int:
 @dataclasses.dataclass
 class Trainer:
   """A built training run, ready to step."""
-  state: Any                          # TrainState to continue from (fresh or restored)
-  step_fn: Callable                   # jitted (state, batch, rng) -> (state, metrics)
-  batch_sharding: Any
-  loop_key: jax.Array                 # the run's base key (each step folds in its index)
-  fresh: Callable[[], Any]            # the state this run starts from, rebuilt on demand
-  mngr: Any = None                    # Orbax manager, or None (no checkpoints)
-  resumed_from: str = "scratch"       # where `state` came from: scratch | workdir | …
-  data_position: dict = dataclasses.field(default_factory=lambda: {"step": 0})
-  consts: Any = None                  # the constants on their shards (build's `consts`)
 
-  def run(self, data, *, total_steps: int, stage: str, state=None, writer=None,
-          log_every: int = 50, progress: bool = False, handle_sigterm: bool = True):
+  state: Any  # TrainState to continue from (fresh or restored)
+  step_fn: Callable  # jitted (state, batch, rng) -> (state, metrics)
+  batch_sharding: Any
+  loop_key: jax.Array  # the run's base key (each step folds in its index)
+  fresh: Callable[[], Any]  # the state this run starts from, rebuilt on demand
+  mngr: Any = None  # Orbax manager, or None (no checkpoints)
+  resumed_from: str = "scratch"  # where `state` came from: scratch | workdir | …
+  data_position: dict = dataclasses.field(default_factory=lambda: {"step": 0})
+  consts: Any = None  # the constants on their shards (build's `consts`)
+
+  def run(
+    self,
+    data,
+    *,
+    total_steps: int,
+    stage: str,
+    state=None,
+    writer=None,
+    log_every: int = 50,
+    progress: bool = False,
+    handle_sigterm: bool = True,
+  ):
     """Steps from `state` (default: the trainer's own) up to `total_steps`; keeps the result
     as the trainer's state and returns the loop's result.  A SIGTERM honoured by the loop (the
     checkpoint is saved first) becomes one Preempted line naming the stage."""
     result = loop_lib.train_loop(
-        state=self.state if state is None else state, train_step=self.step_fn, data=data,
-        rng=self.loop_key, total_steps=total_steps, batch_sharding=self.batch_sharding,
-        ckpt_mngr=self.mngr, writer=writer, log_every=log_every, progress=progress,
-        handle_sigterm=handle_sigterm)
+      state=self.state if state is None else state,
+      train_step=self.step_fn,
+      data=data,
+      rng=self.loop_key,
+      total_steps=total_steps,
+      batch_sharding=self.batch_sharding,
+      ckpt_mngr=self.mngr,
+      writer=writer,
+      log_every=log_every,
+      progress=progress,
+      handle_sigterm=handle_sigterm,
+    )
     self.state = result.state
     if result.preempted:
-      raise Preempted(f"{stage}: stopped at step {result.step} on SIGTERM; checkpoint saved, "
-                      "rerun the same command to resume")
+      raise Preempted(
+        f"{stage}: stopped at step {result.step} on SIGTERM; checkpoint saved, "
+        "rerun the same command to resume"
+      )
     return result
 
 
-def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict, *,
-          init_key: jax.Array, mesh, rules, loop_key: jax.Array | None = None,
-          start: Callable[[Any, Any], Any] | None = None, ckpt_mngr=None,
-          log_lr: bool = True, consts: dict | None = None) -> Trainer:
+def build(
+  init_fn: Callable[[jax.Array], Any],
+  loss_fn: Callable,
+  opt_cfg: dict,
+  *,
+  init_key: jax.Array,
+  mesh,
+  rules,
+  loop_key: jax.Array | None = None,
+  start: Callable[[Any, Any], Any] | None = None,
+  ckpt_mngr=None,
+  log_lr: bool = True,
+  consts: dict | None = None,
+) -> Trainer:
   """Builds the run: optimizer from `opt_cfg` (train/optim.py), the state initialised on its
   shards from `init_fn(init_key)`, then `start(state, sharding)` (e.g. pretrained weights put
   in place), restored from `ckpt_mngr` when it holds a checkpoint.  `loop_key` (default
@@ -100,13 +131,26 @@ def build(init_fn: Callable[[jax.Array], Any], loss_fn: Callable, opt_cfg: dict,
     state, source, position = fresh(), "scratch", {"step": 0}
   batch_sharding = mesh_lib.batch_sharding(mesh)
   step_fn = steps_lib.make_train_step(
-      loss_fn, tx, mesh=mesh, state_sharding=sharding, batch_sharding=batch_sharding,
-      rules=rules, lr_schedule=optim_lib.make_schedule(opt_cfg) if log_lr else None,
-      consts_sharding=consts_sharding)
+    loss_fn,
+    tx,
+    mesh=mesh,
+    state_sharding=sharding,
+    batch_sharding=batch_sharding,
+    rules=rules,
+    lr_schedule=optim_lib.make_schedule(opt_cfg) if log_lr else None,
+    consts_sharding=consts_sharding,
+  )
   if consts_on_device is not None:
     with_consts_step = step_fn
     step_fn = lambda state, batch, rng: with_consts_step(state, batch, rng, consts_on_device)
-  return Trainer(state=state, step_fn=step_fn, batch_sharding=batch_sharding,
-                 loop_key=init_key if loop_key is None else loop_key, fresh=fresh,
-                 mngr=ckpt_mngr, resumed_from=source, data_position=position,
-                 consts=consts_on_device)
+  return Trainer(
+    state=state,
+    step_fn=step_fn,
+    batch_sharding=batch_sharding,
+    loop_key=init_key if loop_key is None else loop_key,
+    fresh=fresh,
+    mngr=ckpt_mngr,
+    resumed_from=source,
+    data_position=position,
+    consts=consts_on_device,
+  )

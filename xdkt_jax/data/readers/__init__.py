@@ -25,9 +25,14 @@ from xdkt_jax.data.schema import CrossDomainDataset, DataError
 FORMATS = ("recbole", "unisrec", "amazon")
 
 
-def read(fmt: str, path: str, *, domains: list[str] | None = None,
-         on_unknown_item: str = "error", real_timestamps: bool | None = None
-         ) -> CrossDomainDataset:
+def read(
+  fmt: str,
+  path: str,
+  *,
+  domains: list[str] | None = None,
+  on_unknown_item: str = "error",
+  real_timestamps: bool | None = None,
+) -> CrossDomainDataset:
   """Read the folder `path` in format `fmt` ('recbole' | 'unisrec' | 'amazon').
 
   domains: None = every domain found in the folder (sorted by name); otherwise exactly these,
@@ -39,8 +44,9 @@ def read(fmt: str, path: str, *, domains: list[str] | None = None,
   """
   readers = {"recbole": read_recbole, "unisrec": read_unisrec, "amazon": read_amazon}
   if fmt not in readers:
-    raise DataError(path, f"unknown data format '{fmt}' (expected one of {', '.join(FORMATS)})",
-                    field="format")
+    raise DataError(
+      path, f"unknown data format '{fmt}' (expected one of {', '.join(FORMATS)})", field="format"
+    )
   kw = {} if real_timestamps is None else {"real_timestamps": real_timestamps}
   return readers[fmt](path, domains=domains, on_unknown_item=on_unknown_item, **kw)
 

@@ -15,10 +15,22 @@ from typing import Sequence
 
 import numpy as np
 
-from xdkt_jax.data.readers.common import (check_options, lookup_items, make_domain, object_array,
-                                          select_domains, unknown_items)
-from xdkt_jax.data.schema import (CrossDomainDataset, DataError, ItemTable, PrepLog, UserIndex,
-                                  build_dataset)
+from xdkt_jax.data.readers.common import (
+  check_options,
+  lookup_items,
+  make_domain,
+  object_array,
+  select_domains,
+  unknown_items,
+)
+from xdkt_jax.data.schema import (
+  CrossDomainDataset,
+  DataError,
+  ItemTable,
+  PrepLog,
+  UserIndex,
+  build_dataset,
+)
 from xdkt_jax.data.textio import open_text, require_dir
 
 AMAZON_TEXT_FIELDS = ("title", "categories", "brand", "description")
@@ -33,13 +45,13 @@ def _amazon_stem(filename: str) -> tuple[str, bool] | None:
   n = filename[:-3] if filename.endswith(".gz") else filename
   for ext in (".jsonl", ".json"):
     if n.endswith(ext):
-      n = n[:-len(ext)]
+      n = n[: -len(ext)]
       break
   else:
     return None
   if n.startswith("meta_"):
-    return n[len("meta_"):], True
-  return (n[len("reviews_"):] if n.startswith("reviews_") else n), False
+    return n[len("meta_") :], True
+  return (n[len("reviews_") :] if n.startswith("reviews_") else n), False
 
 
 def _amazon_files(folder: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
@@ -54,8 +66,9 @@ def _amazon_files(folder: Path) -> tuple[dict[str, list[Path]], dict[str, list[P
 
 def _one_file(folder: Path, files: list[Path], what: str) -> Path:
   if len(files) > 1:
-    raise DataError(folder, f"several {what} files for one domain: "
-                    f"{', '.join(p.name for p in files)}; keep one")
+    raise DataError(
+      folder, f"several {what} files for one domain: {', '.join(p.name for p in files)}; keep one"
+    )
   return files[0]
 
 
@@ -69,15 +82,18 @@ def _json_object(path, ln: int, line: str, *, python_literals: bool) -> dict:
     try:
       obj = ast.literal_eval(line)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-      raise DataError(path, f"malformed line: neither JSON ({e.msg}, column {e.colno}) nor "
-                      "a Python dict literal (old 2014 meta)", line=ln) from None
+      raise DataError(
+        path,
+        f"malformed line: neither JSON ({e.msg}, column {e.colno}) nor "
+        "a Python dict literal (old 2014 meta)",
+        line=ln,
+      ) from None
   except RecursionError:
     raise DataError(path, "the JSON is nested too deeply to read", line=ln) from None
-  except ValueError as e:   # e.g. an integer past Python's digit limit
+  except ValueError as e:  # e.g. an integer past Python's digit limit
     raise DataError(path, f"unreadable JSON value: {str(e).splitlines()[0]}", line=ln) from None
   if not isinstance(obj, dict):
-    raise DataError(path, f"expected a JSON object per line, got {type(obj).__name__}",
-                    line=ln)
+    raise DataError(path, f"expected a JSON object per line, got {type(obj).__name__}", line=ln)
   return obj
 
 
@@ -102,8 +118,12 @@ def _string(path, ln: int, obj: dict, keys: Sequence[str]) -> str:
       if not isinstance(v, str) or not v:
         raise DataError(path, f"expected a non-empty string, got {v!r}", line=ln, field=k)
       return v
-  raise DataError(path, "missing required key" + (
-      f" (and no '{keys[1]}' either)" if len(keys) > 1 else ""), line=ln, field=keys[0])
+  raise DataError(
+    path,
+    "missing required key" + (f" (and no '{keys[1]}' either)" if len(keys) > 1 else ""),
+    line=ln,
+    field=keys[0],
+  )
 
 
 def read_amazon_reviews(path):
@@ -129,9 +149,15 @@ def read_amazon_reviews(path):
       raise DataError(path, "missing required key", line=ln, field=tkey)
     times.append(_number(path, ln, obj, tkey))
     if (rkey in obj) != has_rating:
-      raise DataError(path, f"missing key (line {first_ln} has it; ratings must be on every "
-                      "line or none)" if has_rating else f"key present here but absent on line "
-                      f"{first_ln} (ratings must be on every line or none)", line=ln, field=rkey)
+      raise DataError(
+        path,
+        f"missing key (line {first_ln} has it; ratings must be on every line or none)"
+        if has_rating
+        else f"key present here but absent on line "
+        f"{first_ln} (ratings must be on every line or none)",
+        line=ln,
+        field=rkey,
+      )
     if has_rating:
       ratings.append(_number(path, ln, obj, rkey))
     lns.append(ln)
@@ -152,8 +178,9 @@ def _text(path, ln: int, key: str, v) -> str:
     return str(v)
   if isinstance(v, (list, tuple)):
     return " ".join(s for s in (_text(path, ln, key, x) for x in v) if s)
-  raise DataError(path, f"expected text or a list of text, got {type(v).__name__}", line=ln,
-                  field=key)
+  raise DataError(
+    path, f"expected text or a list of text, got {type(v).__name__}", line=ln, field=key
+  )
 
 
 def read_amazon_meta(path, domain: str, log: PrepLog) -> tuple[ItemTable, dict[str, int]]:
@@ -178,21 +205,29 @@ def read_amazon_meta(path, domain: str, log: PrepLog) -> tuple[ItemTable, dict[s
     catalogue[asin] = len(catalogue)
     cats = obj.get("categories", obj.get("category"))
     brand = obj.get("brand", obj.get("store"))
-    desc = [_text(path, ln, "features", obj.get("features")),
-            _text(path, ln, "description", obj.get("description"))]
+    desc = [
+      _text(path, ln, "features", obj.get("features")),
+      _text(path, ln, "description", obj.get("description")),
+    ]
     cols["title"].append(_text(path, ln, "title", obj.get("title")))
     cols["categories"].append(_text(path, ln, "categories", cats))
     cols["brand"].append(_text(path, ln, "brand", brand))
     cols["description"].append(" ".join(d for d in desc if d))
   if dup:
     log.drop(domain, "duplicate_meta", dup)
-  items = ItemTable(ids=object_array(list(catalogue)),
-                    text={f: object_array(c) for f, c in cols.items()})
+  items = ItemTable(
+    ids=object_array(list(catalogue)), text={f: object_array(c) for f, c in cols.items()}
+  )
   return items, catalogue
 
 
-def read_amazon(path, *, domains: list[str] | None = None, on_unknown_item: str = "error",
-                real_timestamps: bool = True) -> CrossDomainDataset:
+def read_amazon(
+  path,
+  *,
+  domains: list[str] | None = None,
+  on_unknown_item: str = "error",
+  real_timestamps: bool = True,
+) -> CrossDomainDataset:
   """A folder of Amazon dumps: per category a reviews file and optionally a meta file.
 
   Reviews: `reviews_<C>.json[.gz]`, `<C>.json[.gz]` (2014/2018) or `<C>.jsonl[.gz]` (2023);
@@ -217,12 +252,16 @@ def read_amazon(path, *, domains: list[str] | None = None, on_unknown_item: str 
     else:
       catalogue = {x: i for i, x in enumerate(dict.fromkeys(item_names))}
       n = len(catalogue)
-      items = ItemTable(ids=object_array(list(catalogue)),
-                        text={f: np.full(n, "", dtype=object) for f in AMAZON_TEXT_FIELDS})
+      items = ItemTable(
+        ids=object_array(list(catalogue)),
+        text={f: np.full(n, "", dtype=object) for f in AMAZON_TEXT_FIELDS},
+      )
       cat_name = "the reviews"
     item_idx = lookup_items(item_names, catalogue)
-    keep = unknown_items(rpath, name, item_idx, item_names, lns, on_unknown_item, cat_name,
-                         len(items), log, item_key)
-    doms[name] = make_domain(name, items, user_names, item_idx, order, rating, keep, users,
-                             log, rpath)
+    keep = unknown_items(
+      rpath, name, item_idx, item_names, lns, on_unknown_item, cat_name, len(items), log, item_key
+    )
+    doms[name] = make_domain(
+      name, items, user_names, item_idx, order, rating, keep, users, log, rpath
+    )
   return build_dataset(doms, users, real_timestamps=real_timestamps, name=folder.name, log=log)

@@ -12,16 +12,38 @@ from pathlib import Path
 
 import numpy as np
 
-from xdkt_jax.data.readers.common import (catalogue_index, check_options, encode_users,
-                                          int_column, lookup_items, make_domain, no_empty,
-                                          object_array, select_domains)
+from xdkt_jax.data.readers.common import (
+  catalogue_index,
+  check_options,
+  encode_users,
+  int_column,
+  lookup_items,
+  make_domain,
+  no_empty,
+  object_array,
+  select_domains,
+)
 from xdkt_jax.data.readers.recbole import read_table, require_column, text_columns
-from xdkt_jax.data.schema import (CrossDomainDataset, DataError, Domain, GivenSplit, ItemTable,
-                                  PrepLog, UserIndex, build_dataset)
+from xdkt_jax.data.schema import (
+  CrossDomainDataset,
+  DataError,
+  Domain,
+  GivenSplit,
+  ItemTable,
+  PrepLog,
+  UserIndex,
+  build_dataset,
+)
 from xdkt_jax.data.textio import open_text, require_dir, require_file
 
-_UNISREC_SUFFIXES = (".text", ".user2index", ".item2index", ".train.inter", ".valid.inter",
-                     ".test.inter")
+_UNISREC_SUFFIXES = (
+  ".text",
+  ".user2index",
+  ".item2index",
+  ".train.inter",
+  ".valid.inter",
+  ".test.inter",
+)
 _UNISREC_PARTS = ("train", "valid", "test")
 
 
@@ -34,8 +56,13 @@ def read_index_file(path, field: str) -> list[str]:
       continue
     parts = line.split("\t")
     if len(parts) != 2:
-      raise DataError(path, f"expected 2 tab-separated columns (original id, integer index; "
-                      f"no header), got {len(parts)}", line=ln, field=field)
+      raise DataError(
+        path,
+        f"expected 2 tab-separated columns (original id, integer index; "
+        f"no header), got {len(parts)}",
+        line=ln,
+        field=field,
+      )
     ids.append(parts[0])
     idx.append(parts[1])
     lns.append(ln)
@@ -47,8 +74,12 @@ def read_index_file(path, field: str) -> list[str]:
   bad = (index < 0) | (index >= n)
   if bad.any():
     i = int(np.argmax(bad))
-    raise DataError(path, f"index {index[i]} out of range: {n} ids need indices 0..{n - 1}",
-                    line=lns[i], field=field + " index")
+    raise DataError(
+      path,
+      f"index {index[i]} out of range: {n} ids need indices 0..{n - 1}",
+      line=lns[i],
+      field=field + " index",
+    )
   out = [None] * n
   for k, j in enumerate(index.tolist()):
     if out[j] is not None:
@@ -78,20 +109,32 @@ def _read_unisrec_part(path, n_users: int, n_items: int, index_names: tuple[str,
   np.cumsum(lengths, out=offsets[1:])
   tok_lns = np.repeat(np.asarray(lns), lengths).tolist()
   hist = int_column(path, toks, tok_lns, "item_id_list")
-  for arr, field, n, src, row_ln in ((user, "user_id", n_users, index_names[0], lns),
-                                     (target, "item_id", n_items, index_names[1], lns),
-                                     (hist, "item_id_list", n_items, index_names[1], tok_lns)):
+  for arr, field, n, src, row_ln in (
+    (user, "user_id", n_users, index_names[0], lns),
+    (target, "item_id", n_items, index_names[1], lns),
+    (hist, "item_id_list", n_items, index_names[1], tok_lns),
+  ):
     bad = (arr < 0) | (arr >= n)
     if bad.any():
       i = int(np.argmax(bad))
-      raise DataError(path, f"index {arr[i]} out of range: not in {src} (indices 0..{n - 1})",
-                      line=row_ln[i], field=field)
+      raise DataError(
+        path,
+        f"index {arr[i]} out of range: not in {src} (indices 0..{n - 1})",
+        line=row_ln[i],
+        field=field,
+      )
   return user, offsets, hist.astype(np.int32), target.astype(np.int32), lns
 
 
-def _read_unisrec_text(path, catalogue: dict[str, int], n_items: int, name: str,
-                       on_unknown_item: str, log: PrepLog, index_name: str
-                       ) -> dict[str, np.ndarray]:
+def _read_unisrec_text(
+  path,
+  catalogue: dict[str, int],
+  n_items: int,
+  name: str,
+  on_unknown_item: str,
+  log: PrepLog,
+  index_name: str,
+) -> dict[str, np.ndarray]:
   """`<D>.text` rows (original ids) placed at their item index; '' for items without a row."""
   header, cols, lns = read_table(path, what="text file")
   ii = require_column(path, header, "item_id")
@@ -104,9 +147,13 @@ def _read_unisrec_text(path, catalogue: dict[str, int], n_items: int, name: str,
     n = int(unknown.sum())
     i = int(np.argmax(unknown))
     if on_unknown_item == "error":
-      raise DataError(path, f"unknown item '{ids[i]}': not in {index_name}; {n} text row(s) "
-                      "name unknown items (on_unknown_item='drop' drops and counts them)",
-                      line=lns[i], field="item_id")
+      raise DataError(
+        path,
+        f"unknown item '{ids[i]}': not in {index_name}; {n} text row(s) "
+        "name unknown items (on_unknown_item='drop' drops and counts them)",
+        line=lns[i],
+        field="item_id",
+      )
     log.drop(name, "text_unknown_item", n)
   keep = np.flatnonzero(~unknown)
   text = {}
@@ -117,37 +164,49 @@ def _read_unisrec_text(path, catalogue: dict[str, int], n_items: int, name: str,
   return text
 
 
-def _read_unisrec_domain(folder: Path, name: str, users: UserIndex, log: PrepLog,
-                         on_unknown_item: str) -> Domain:
+def _read_unisrec_domain(
+  folder: Path, name: str, users: UserIndex, log: PrepLog, on_unknown_item: str
+) -> Domain:
   f = {s: folder / f"{name}{s}" for s in _UNISREC_SUFFIXES}
   for p in f.values():
     require_file(p, "UniSRec file")
   user_orig = read_index_file(f[".user2index"], "user_id")
   item_orig = read_index_file(f[".item2index"], "item_id")
   catalogue = {x: i for i, x in enumerate(item_orig)}
-  text = _read_unisrec_text(f[".text"], catalogue, len(item_orig), name, on_unknown_item, log,
-                            f[".item2index"].name)
+  text = _read_unisrec_text(
+    f[".text"], catalogue, len(item_orig), name, on_unknown_item, log, f[".item2index"].name
+  )
   index_names = (f[".user2index"].name, f[".item2index"].name)
-  raw = {p: _read_unisrec_part(f[f".{p}.inter"], len(user_orig), len(item_orig), index_names)
-         for p in _UNISREC_PARTS}
+  raw = {
+    p: _read_unisrec_part(f[f".{p}.inter"], len(user_orig), len(item_orig), index_names)
+    for p in _UNISREC_PARTS
+  }
 
   # Interactions: each user's full sequence once = the test line's history plus its target.
   t_user, t_off, t_hist, t_target, t_lns = raw["test"]
   first: dict[int, int] = {}
   for k, u in enumerate(t_user.tolist()):
     if u in first:
-      raise DataError(f[".test.inter"], f"user {u} has two test lines (first on line "
-                      f"{first[u]}); the test split holds one line per user", line=t_lns[k],
-                      field="user_id")
+      raise DataError(
+        f[".test.inter"],
+        f"user {u} has two test lines (first on line "
+        f"{first[u]}); the test split holds one line per user",
+        line=t_lns[k],
+        field="user_id",
+      )
     first[u] = t_lns[k]
-  for p in ("valid", "train"):   # the files must describe the same users
+  for p in ("valid", "train"):  # the files must describe the same users
     u, _, _, _, p_lns = raw[p]
     stray = np.nonzero(~np.isin(u, t_user))[0]
     if len(stray):
       k = int(stray[0])
-      raise DataError(f[f".{p}.inter"], f"user {int(u[k])} has no line in {name}.test.inter "
-                      f"({len(stray)} such lines); the UniSRec files disagree",
-                      line=p_lns[k], field="user_id")
+      raise DataError(
+        f[f".{p}.inter"],
+        f"user {int(u[k])} has no line in {name}.test.inter "
+        f"({len(stray)} such lines); the UniSRec files disagree",
+        line=p_lns[k],
+        field="user_id",
+      )
   lengths = np.diff(t_off) + 1
   n = int(lengths.sum())
   seq_start = np.cumsum(lengths) - lengths
@@ -168,14 +227,18 @@ def _read_unisrec_domain(folder: Path, name: str, users: UserIndex, log: PrepLog
     shared = encode_users(users, [user_orig[x] for x in u.tolist()])
     parts[p] = (shared, off, hist, tgt)
   items = ItemTable(ids=object_array(item_orig), text=text)
-  dom = make_domain(name, items, user_names, item, order, None, None, users, log,
-                    f[".test.inter"])
+  dom = make_domain(name, items, user_names, item, order, None, None, users, log, f[".test.inter"])
   dom.given_split = GivenSplit(parts=parts)
   return dom
 
 
-def read_unisrec(path, *, domains: list[str] | None = None, on_unknown_item: str = "error",
-                 real_timestamps: bool = False) -> CrossDomainDataset:
+def read_unisrec(
+  path,
+  *,
+  domains: list[str] | None = None,
+  on_unknown_item: str = "error",
+  real_timestamps: bool = False,
+) -> CrossDomainDataset:
   """A folder of UniSRec downstream files, one set per domain.
 
   The shipped train/valid/test split is kept exactly in `Domain.given_split`.  Out-of-range
@@ -189,7 +252,7 @@ def read_unisrec(path, *, domains: list[str] | None = None, on_unknown_item: str
   for p in folder.iterdir():
     for s in _UNISREC_SUFFIXES:
       if p.name.endswith(s) and len(p.name) > len(s) and p.is_file():
-        present.add(p.name[:-len(s)])
+        present.add(p.name[: -len(s)])
   names = select_domains(folder, present, wanted, "<D>.test.inter / <D>.item2index")
   users, log = UserIndex(), PrepLog()
   doms = {n: _read_unisrec_domain(folder, n, users, log, on_unknown_item) for n in names}

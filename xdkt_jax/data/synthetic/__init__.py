@@ -40,8 +40,18 @@ from xdkt_jax.data.synthetic.text import item_text
 from xdkt_jax.data.synthetic.vocab import CONCEPTS, DOMAIN_NOUNS, FILLER
 from xdkt_jax.data.synthetic.world import DomainLatents, World, latents
 
-__all__ = ["CONCEPTS", "DEFAULTS", "DOMAIN_NOUNS", "FILLER", "DomainLatents", "World",
-           "default_config", "generate", "generate_with_latents", "world_latents"]
+__all__ = [
+  "CONCEPTS",
+  "DEFAULTS",
+  "DOMAIN_NOUNS",
+  "FILLER",
+  "DomainLatents",
+  "World",
+  "default_config",
+  "generate",
+  "generate_with_latents",
+  "world_latents",
+]
 
 
 def world_latents(cfg=None) -> World:
@@ -63,19 +73,23 @@ def generate_with_latents(cfg=None) -> tuple[CrossDomainDataset, World]:
   domains, log = {}, PrepLog()
   for j, name in enumerate(p.domains):
     rows = np.flatnonzero(row_dom == j)
-    inter = sampling.sample_domain(p, w, name, row_user[rows], phase[rows],
-                                   rs[f"sample/{name}"])
+    inter = sampling.sample_domain(p, w, name, row_user[rows], phase[rows], rs[f"sample/{name}"])
     inter.order = t[rows]
     n = p.items[j]
     iw = max(5, len(str(n - 1)))
-    items = ItemTable(ids=np.array([f"{name}_i{i:0{iw}d}" for i in range(n)], dtype=object),
-                      text=item_text(p, w, name, rs[f"text/{name}"]))
-    domains[name] = Domain(name=name, items=items, inter=inter,
-                           source=f"synthetic(seed={p.seed})")
-    log.raw[name] = {"users": int(len(np.unique(inter.user))), "items": n,
-                     "interactions": int(len(inter))}
-  ds = CrossDomainDataset(domains=domains, user_ids=uidx.to_array(), real_timestamps=True,
-                          name="synthetic", log=log)
+    items = ItemTable(
+      ids=np.array([f"{name}_i{i:0{iw}d}" for i in range(n)], dtype=object),
+      text=item_text(p, w, name, rs[f"text/{name}"]),
+    )
+    domains[name] = Domain(name=name, items=items, inter=inter, source=f"synthetic(seed={p.seed})")
+    log.raw[name] = {
+      "users": int(len(np.unique(inter.user))),
+      "items": n,
+      "interactions": int(len(inter)),
+    }
+  ds = CrossDomainDataset(
+    domains=domains, user_ids=uidx.to_array(), real_timestamps=True, name="synthetic", log=log
+  )
   return ds, w
 
 

@@ -11,11 +11,17 @@ from xdkt_jax.data.schema import Interactions
 from xdkt_jax.data.synthetic.params import Params
 from xdkt_jax.data.synthetic.world import DomainLatents, World
 
-_BLOCK = 32     # items per block of the two-level sampler
+_BLOCK = 32  # items per block of the two-level sampler
 
 
-def sample_grouped(logits_fn, counts: np.ndarray, n_items: int, rng: np.random.Generator,
-                   chunk_elems: int = 1 << 22, block: int = _BLOCK) -> np.ndarray:
+def sample_grouped(
+  logits_fn,
+  counts: np.ndarray,
+  n_items: int,
+  rng: np.random.Generator,
+  chunk_elems: int = 1 << 22,
+  block: int = _BLOCK,
+) -> np.ndarray:
   """Draw counts[g] items from softmax(logits_fn(lo, hi)[g - lo]) for every group g.
 
   Inverse-CDF sampling per chunk of groups: exp the logits once, then every draw of the chunk
@@ -34,23 +40,23 @@ def sample_grouped(logits_fn, counts: np.ndarray, n_items: int, rng: np.random.G
     lg = logits_fn(lo, hi).astype(np.float32, copy=False)
     lg -= lg.max(axis=1, keepdims=True)
     np.exp(lg, out=lg)
-    if lg.shape[1] != width:                          # zero-probability padding items
+    if lg.shape[1] != width:  # zero-probability padding items
       lg = np.pad(lg[:, :n_items], ((0, 0), (0, width - n_items)))
     g = np.repeat(np.arange(hi - lo), counts[lo:hi])
     u = rng.random(len(g), dtype=np.float32)
-    if len(g) * block >= lg.size:                     # many draws per group: full CDF
+    if len(g) * block >= lg.size:  # many draws per group: full CDF
       cdf = np.cumsum(lg, axis=1, out=lg)
       idx = _search_rows(cdf, g, u * cdf[g, -1])
     else:
       blocks = lg.reshape(hi - lo, n_blk, block)
-      bcdf = np.cumsum(blocks.sum(axis=2), axis=1)    # [groups, n_blk]
+      bcdf = np.cumsum(blocks.sum(axis=2), axis=1)  # [groups, n_blk]
       target = u * bcdf[g, -1]
       b = _search_rows(bcdf, g, target)
       before = np.where(b > 0, bcdf[g, np.maximum(b - 1, 0)], 0)
       within = np.cumsum(blocks[g, np.minimum(b, n_blk - 1)], axis=1)
       pos = (within <= (target - before)[:, None]).sum(axis=1)
-      idx = b * block + np.minimum(pos, block - 1)   # float32 block sums vs cumsum rounding
-    out[starts[lo]:starts[hi]] = np.minimum(idx, n_items - 1)
+      idx = b * block + np.minimum(pos, block - 1)  # float32 block sums vs cumsum rounding
+    out[starts[lo] : starts[hi]] = np.minimum(idx, n_items - 1)
   return out
 
 
@@ -77,9 +83,9 @@ def sample_within(cat: np.ndarray, lat: DomainLatents, rng: np.random.Generator)
   cdf = np.cumsum(pop)
   first = np.searchsorted(sorted_cat, np.arange(K))
   last = np.searchsorted(sorted_cat, np.arange(K), side="right")
-  base = np.concatenate([[0.0], cdf])[first]          # mass before each category
+  base = np.concatenate([[0.0], cdf])[first]  # mass before each category
   total = cdf[last - 1] - base
-  cdf = (cdf - base[sorted_cat]) / total[sorted_cat] + sorted_cat   # row-offset per category
+  cdf = (cdf - base[sorted_cat]) / total[sorted_cat] + sorted_cat  # row-offset per category
   pos = np.searchsorted(cdf, cat + rng.random(len(cat)), side="right")
   pos = np.clip(pos, first[cat], last[cat] - 1)
   return order[pos].astype(np.int32)
@@ -91,8 +97,10 @@ def lengths(p: Params, w: World, rng: np.random.Generator):
   n_slots = len(su)
   extra_total = p.interactions - 3 * n_slots
   if extra_total < 0:
-    raise ValueError(f"synthetic: interactions={p.interactions} < 3 per active (user, domain) "
-                     f"slot ({n_slots} slots); raise interactions or lower n_users")
+    raise ValueError(
+      f"synthetic: interactions={p.interactions} < 3 per active (user, domain) "
+      f"slot ({n_slots} slots); raise interactions or lower n_users"
+    )
   # Heavy users are heavy everywhere (user factor) with per-domain variation (slot factor).
   act = rng.lognormal(0.0, 0.8, size=p.n_users)[su] * rng.lognormal(0.0, 0.6, size=n_slots)
   x = act / act.sum() * extra_total
@@ -116,8 +124,9 @@ def timeline(p: Params, su, sd, slen, rng: np.random.Generator):
   pos = np.arange(n) - u_start[row_user]
   phase = (pos * p.n_phases) // n_u[row_user]
   sigma = 1.0
-  gaps = np.maximum(1.0, np.round(rng.lognormal(math.log(p.mean_gap_s) - sigma ** 2 / 2,
-                                                sigma, size=n)))
+  gaps = np.maximum(
+    1.0, np.round(rng.lognormal(math.log(p.mean_gap_s) - sigma**2 / 2, sigma, size=n))
+  )
   cs = np.cumsum(gaps)
   first = u_start[n_u > 0]
   rel = cs - np.repeat(cs[first] - gaps[first], n_u[n_u > 0])
@@ -126,8 +135,9 @@ def timeline(p: Params, su, sd, slen, rng: np.random.Generator):
   return row_user, row_dom, phase, t0[row_user] + rel
 
 
-def sample_domain(p: Params, w: World, name: str, user: np.ndarray, phase: np.ndarray,
-                  rng: np.random.Generator) -> Interactions:
+def sample_domain(
+  p: Params, w: World, name: str, user: np.ndarray, phase: np.ndarray, rng: np.random.Generator
+) -> Interactions:
   """Items (and ratings) for one domain's rows, already sorted by user then time."""
   lat = w.domains[name]
   n_items = len(lat.category)

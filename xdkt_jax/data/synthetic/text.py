@@ -13,8 +13,9 @@ def item_text(p: Params, w: World, name: str, rng: np.random.Generator) -> dict:
   """title / categories / brand strings for one domain's items, from their latents."""
   lat = w.domains[name]
   n = len(lat.category)
-  nouns = DOMAIN_NOUNS.get(name.lower().replace(" ", "").replace("_", ""),
-                           (name.lower().rstrip("s") or name.lower(),))
+  nouns = DOMAIN_NOUNS.get(
+    name.lower().replace(" ", "").replace("_", ""), (name.lower().rstrip("s") or name.lower(),)
+  )
   desc_pick = rng.integers(0, 1 << 30, size=n)
   noun_pick = rng.integers(len(nouns), size=n)
   # Titles have 4 content words; Poisson filler with mean 4t/(1-t) makes filler ~ t of words.
@@ -30,7 +31,7 @@ def item_text(p: Params, w: World, name: str, rng: np.random.Generator) -> dict:
     k = lat.category[i]
     descs = w.descriptors[k]
     words = [brand[i], descs[desc_pick[i] % len(descs)], w.categories[k], nouns[noun_pick[i]]]
-    for j in range(n_fill[i]):          # filler goes anywhere after the brand
+    for j in range(n_fill[i]):  # filler goes anywhere after the brand
       words.insert(1 + int(slots[at + j] * len(words)), FILLER[fill[at + j]])
     at += n_fill[i]
     title[i] = " ".join(words)

@@ -38,13 +38,61 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
 }
 
 # Neutral filler: carries no concept, so text_noise dilutes the signal without lying.
-FILLER = ("edition", "series", "volume", "special", "complete", "new", "original",
-          "collection", "deluxe", "ultimate", "premium", "select", "standard", "extended",
-          "annotated", "remastered", "essential", "limited", "anniversary", "bundle")
+FILLER = (
+  "edition",
+  "series",
+  "volume",
+  "special",
+  "complete",
+  "new",
+  "original",
+  "collection",
+  "deluxe",
+  "ultimate",
+  "premium",
+  "select",
+  "standard",
+  "extended",
+  "annotated",
+  "remastered",
+  "essential",
+  "limited",
+  "anniversary",
+  "bundle",
+)
 
-_SYLLABLES = ("ka", "lo", "ven", "tri", "mo", "zar", "el", "qui", "dra", "no", "bel", "sta",
-              "rix", "ton", "fa", "gen", "lu", "mar", "pel", "sor", "vik", "ya", "zen", "cor",
-              "ul", "bri", "dex", "om", "pra", "sil")
+_SYLLABLES = (
+  "ka",
+  "lo",
+  "ven",
+  "tri",
+  "mo",
+  "zar",
+  "el",
+  "qui",
+  "dra",
+  "no",
+  "bel",
+  "sta",
+  "rix",
+  "ton",
+  "fa",
+  "gen",
+  "lu",
+  "mar",
+  "pel",
+  "sor",
+  "vik",
+  "ya",
+  "zen",
+  "cor",
+  "ul",
+  "bri",
+  "dex",
+  "om",
+  "pra",
+  "sil",
+)
 
 _VOCAB = frozenset(w for k, v in CONCEPTS.items() for w in (k, *v)) | frozenset(FILLER)
 

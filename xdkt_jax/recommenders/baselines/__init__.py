@@ -36,7 +36,7 @@ BASELINES = {
   "text_knn": text.fit,
   "hybrid": hybrid.fit,
 }
-TEXT_BASELINES = ("text_knn", "hybrid")   # the ones that accept item_vectors=
+TEXT_BASELINES = ("text_knn", "hybrid")  # the ones that accept item_vectors=
 
 
 def fit(name: str, ds, split, *, target: str, cfg=None, **kw):

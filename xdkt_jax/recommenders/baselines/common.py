@@ -32,8 +32,7 @@ def options(cfg, defaults: dict, name: str) -> types.SimpleNamespace:
   cfg = {} if cfg is None else (cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg))
   unknown = sorted(set(cfg) - set(defaults))
   if unknown:
-    raise ValueError(f"baseline {name!r}: unknown option(s) {unknown}; known: "
-                     f"{sorted(defaults)}")
+    raise ValueError(f"baseline {name!r}: unknown option(s) {unknown}; known: {sorted(defaults)}")
   return types.SimpleNamespace(**{**defaults, **cfg})
 
 
@@ -46,6 +45,7 @@ class TrainData:
           source ids (`inputs.source_offsets`); 0 columns when the split has no sources
   pop     [n_items] float32, training row count per target item
   """
+
   target: sp.csr_matrix
   source: sp.csr_matrix
   pop: np.ndarray
@@ -84,8 +84,9 @@ def _binary(users, items, n_users, n_cols) -> sp.csr_matrix:
   return x
 
 
-def train_data(ds: CrossDomainDataset, split: Split, target: str, *,
-               consumer: str = "baseline") -> TrainData:
+def train_data(
+  ds: CrossDomainDataset, split: Split, target: str, *, consumer: str = "baseline"
+) -> TrainData:
   if target not in ds.domains:
     raise ValueError(f"target {target!r} is not a domain of the dataset {ds.domain_names}")
   d = ds.domains[target]
@@ -100,10 +101,12 @@ def train_data(ds: CrossDomainDataset, split: Split, target: str, *,
     si.append(sd.inter.item[r].astype(np.int64) + offs[s])
     n_src += sd.n_items
   cat = lambda a: np.concatenate(a) if a else np.zeros(0, np.int64)
-  return TrainData(target=_binary(u, i, ds.n_users, d.n_items),
-                   source=_binary(cat(su), cat(si), ds.n_users, n_src),
-                   pop=np.bincount(i, minlength=d.n_items).astype(np.float32),
-                   source_offsets=offs)
+  return TrainData(
+    target=_binary(u, i, ds.n_users, d.n_items),
+    source=_binary(cat(su), cat(si), ds.n_users, n_src),
+    pop=np.bincount(i, minlength=d.n_items).astype(np.float32),
+    source_offsets=offs,
+  )
 
 
 def rows_csr(ids_BxL, mask_BxL, n_cols: int) -> sp.csr_matrix:

@@ -23,8 +23,16 @@ import optax
 
 from xdkt_jax.recommenders.baselines import common, mf
 
-DEFAULTS = dict(mf.DEFAULTS, mapping="mlp", map_min_rows=3, cold_below=3, map_l2=1e-2,
-                map_hidden=64, map_steps=500, map_lr=1e-2)
+DEFAULTS = dict(
+  mf.DEFAULTS,
+  mapping="mlp",
+  map_min_rows=3,
+  cold_below=3,
+  map_l2=1e-2,
+  map_hidden=64,
+  map_steps=500,
+  map_lr=1e-2,
+)
 MAPPINGS = ("linear", "mlp")
 
 
@@ -63,6 +71,7 @@ def fit_mlp(x, y, o):
       g = jax.grad(loss)(p)
       u, s = tx.update(g, s, p)
       return (optax.apply_updates(p, u), s), None
+
     (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), None, length=int(o.map_steps))
     return p
 
@@ -74,11 +83,11 @@ def fit_mlp(x, y, o):
 class EMCDR:
   train: common.TrainData
   target_mf: mf.MFModel
-  source_user: np.ndarray        # [n_users, D] source factors
-  source_item: np.ndarray        # [n_source_items, D]
-  source_known: np.ndarray       # [n_users] bool
-  n_target_rows: np.ndarray      # [n_users] target training rows (distinct items)
-  mapping: object                # [B, D] source factors -> [B, D] target factors
+  source_user: np.ndarray  # [n_users, D] source factors
+  source_item: np.ndarray  # [n_source_items, D]
+  source_known: np.ndarray  # [n_users] bool
+  n_target_rows: np.ndarray  # [n_users] target training rows (distinct items)
+  mapping: object  # [B, D] source factors -> [B, D] target factors
   cold_below: int
 
   def score(self, batch) -> np.ndarray:
@@ -99,23 +108,36 @@ def fit(ds, split, *, target: str, cfg=None) -> EMCDR:
   o = common.options(cfg, DEFAULTS, "emcdr")
   if o.mapping not in MAPPINGS:
     raise ValueError(f"emcdr: mapping must be one of {MAPPINGS}, got {o.mapping!r}")
-  mf_o = common.options({k: v for k, v in vars(o).items() if k in mf.DEFAULTS},
-                        mf.DEFAULTS, "emcdr")
+  mf_o = common.options(
+    {k: v for k, v in vars(o).items() if k in mf.DEFAULTS}, mf.DEFAULTS, "emcdr"
+  )
   td = common.train_data(ds, split, target, consumer="emcdr")
   if td.source.nnz == 0:
-    raise ValueError(f"emcdr: the split ({split.protocol}) has no source training rows; "
-                     "it needs a source domain to map from")
+    raise ValueError(
+      f"emcdr: the split ({split.protocol}) has no source training rows; "
+      "it needs a source domain to map from"
+    )
   tmf = mf.fit_bpr_mf(ds, split, target=target, cfg=vars(mf_o))
   sc = td.source.tocoo()
   lo, hi = td.source_block(sc.col)
-  sp_, _ = mf.train_bpr(sc.row, sc.col, lo, hi, np.ones(len(sc.row)), n_users=td.n_users,
-                        n_items=td.source.shape[1], o=mf_o)
+  sp_, _ = mf.train_bpr(
+    sc.row,
+    sc.col,
+    lo,
+    hi,
+    np.ones(len(sc.row)),
+    n_users=td.n_users,
+    n_items=td.source.shape[1],
+    o=mf_o,
+  )
   n_t = np.diff(td.target.indptr)
   s_known = np.diff(td.source.indptr) > 0
   both = np.nonzero((n_t >= int(o.map_min_rows)) & s_known)[0]
   if len(both) < 2:
-    raise ValueError(f"emcdr: only {len(both)} users have >= {o.map_min_rows} target rows "
-                     "and source rows; cannot learn the mapping")
+    raise ValueError(
+      f"emcdr: only {len(both)} users have >= {o.map_min_rows} target rows "
+      "and source rows; cannot learn the mapping"
+    )
   x, y = sp_["user"][both], tmf.user[both]
-  mapping = (fit_linear(x, y, float(o.map_l2)) if o.mapping == "linear" else fit_mlp(x, y, o))
+  mapping = fit_linear(x, y, float(o.map_l2)) if o.mapping == "linear" else fit_mlp(x, y, o)
   return EMCDR(td, tmf, sp_["user"], sp_["item"], s_known, n_t, mapping, int(o.cold_below))

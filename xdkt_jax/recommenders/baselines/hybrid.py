@@ -26,8 +26,10 @@ class Hybrid:
   alpha: float
 
   def score(self, batch) -> np.ndarray:
-    return ((1.0 - self.alpha) * common.zscore_rows(self.cf.score(batch))
-            + self.alpha * common.zscore_rows(self.text.score(batch))).astype(np.float32)
+    return (
+      (1.0 - self.alpha) * common.zscore_rows(self.cf.score(batch))
+      + self.alpha * common.zscore_rows(self.text.score(batch))
+    ).astype(np.float32)
 
 
 def fit(ds, split, *, target: str, cfg=None, item_vectors=None) -> Hybrid:

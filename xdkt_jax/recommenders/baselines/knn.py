@@ -23,7 +23,7 @@ def _top_k_rows(s: sp.csr_matrix, k: int) -> sp.csr_matrix:
   step = max(1, (1 << 24) // max(m, 1))
   rows, cols, vals = [], [], []
   for lo in range(0, n, step):
-    dense = s[lo:lo + step].toarray()
+    dense = s[lo : lo + step].toarray()
     kk = min(k, m)
     idx = np.argpartition(-dense, kk - 1, axis=1)[:, :kk]
     v = np.take_along_axis(dense, idx, 1)
@@ -32,16 +32,18 @@ def _top_k_rows(s: sp.csr_matrix, k: int) -> sp.csr_matrix:
     cols.append(idx[keep])
     vals.append(v[keep])
   cat = lambda a, t: np.concatenate(a).astype(t) if a else np.zeros(0, t)
-  return sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))),
-                       shape=(n, m))
+  return sp.csr_matrix(
+    (cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, m)
+  )
 
 
 @dataclasses.dataclass
 class ItemKNN:
   """score(u, j) = sum over i in hist(u) of sim_k(i, j); sim = shrunk cosine of item columns
   of the training matrix, each item keeping its k nearest neighbours."""
+
   train: common.TrainData
-  sim: sp.csr_matrix          # [n_items, n_items], row i = item i's top-k neighbours
+  sim: sp.csr_matrix  # [n_items, n_items], row i = item i's top-k neighbours
 
   def score(self, batch) -> np.ndarray:
     h = common.rows_csr(batch["hist"], batch["hist_mask"], self.train.n_items)
@@ -79,10 +81,11 @@ class UserKNN:
   drown the target signal of a warm user.  The example's own user is never its neighbour
   (its training row is its input, not a neighbour's opinion).
   """
+
   train: common.TrainData
-  cand: np.ndarray                 # [C] training users with >= 1 target row
-  tgt_n: sp.csr_matrix             # [C, n_items] row-normalised target rows
-  src_n: sp.csr_matrix | None      # [C, n_source_items] row-normalised source rows
+  cand: np.ndarray  # [C] training users with >= 1 target row
+  tgt_n: sp.csr_matrix  # [C, n_items] row-normalised target rows
+  src_n: sp.csr_matrix | None  # [C, n_source_items] row-normalised source rows
   k: int
   source_weight: float
 
@@ -91,8 +94,9 @@ class UserKNN:
     return np.asarray((_row_normalise(q) @ ref_n.T).todense(), np.float32)
 
   def score(self, batch) -> np.ndarray:
-    sim = self._cos(common.rows_csr(batch["hist"], batch["hist_mask"], self.train.n_items),
-                    self.tgt_n)
+    sim = self._cos(
+      common.rows_csr(batch["hist"], batch["hist_mask"], self.train.n_items), self.tgt_n
+    )
     if self.src_n is not None:
       q = common.rows_csr(batch["src_hist"], batch["src_mask"], self.src_n.shape[1])
       sim += self.source_weight * self._cos(q, self.src_n)
@@ -115,6 +119,11 @@ def fit_userknn(ds, split, *, target: str, cfg=None) -> UserKNN:
   td = common.train_data(ds, split, target, consumer="userknn")
   cand = np.nonzero(np.diff(td.target.indptr))[0].astype(np.int32)
   use_src = bool(o.use_source) and td.source.shape[1] > 0
-  return UserKNN(td, cand, _row_normalise(td.target[cand]),
-                 _row_normalise(td.source[cand]) if use_src else None,
-                 int(o.k), float(o.source_weight))
+  return UserKNN(
+    td,
+    cand,
+    _row_normalise(td.target[cand]),
+    _row_normalise(td.source[cand]) if use_src else None,
+    int(o.k),
+    float(o.source_weight),
+  )

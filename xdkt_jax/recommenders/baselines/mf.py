@@ -76,18 +76,30 @@ def train_bpr(users, items, lo, hi, weight, *, n_users: int, n_items: int, o):
   bsz = min(int(o.batch_size), n)
   spe = n // bsz
   rng = np.random.default_rng([int(o.seed), 0xB9])
-  idx = np.stack([rng.permutation(n)[:spe * bsz].reshape(spe, bsz)
-                  for _ in range(int(o.epochs))]).reshape(-1, bsz).astype(np.int32)
+  idx = (
+    np.stack([rng.permutation(n)[: spe * bsz].reshape(spe, bsz) for _ in range(int(o.epochs))])
+    .reshape(-1, bsz)
+    .astype(np.int32)
+  )
   key = jax.random.key(int(o.seed))
   ku, ki, kt = jax.random.split(key, 3)
   std, d = float(o.init_std), int(o.dim)
-  params = {"user": std * jax.random.normal(ku, (n_users, d), jnp.float32),
-            "item": std * jax.random.normal(ki, (n_items, d), jnp.float32),
-            "bias": jnp.zeros((n_items,), jnp.float32)}
+  params = {
+    "user": std * jax.random.normal(ku, (n_users, d), jnp.float32),
+    "item": std * jax.random.normal(ki, (n_items, d), jnp.float32),
+    "bias": jnp.zeros((n_items,), jnp.float32),
+  }
   as_i32 = lambda a: jnp.asarray(np.asarray(a, np.int32))
   params, losses = _runner(float(o.lr), float(o.l2))(
-      params, jnp.asarray(idx), as_i32(users), as_i32(items), as_i32(lo), as_i32(hi),
-      jnp.asarray(np.asarray(weight, np.float32)), kt)
+    params,
+    jnp.asarray(idx),
+    as_i32(users),
+    as_i32(items),
+    as_i32(lo),
+    as_i32(hi),
+    jnp.asarray(np.asarray(weight, np.float32)),
+    kt,
+  )
   losses = np.asarray(losses)
   if not np.isfinite(losses).all():
     raise FloatingPointError(f"bpr: non-finite loss at step {int(np.argmin(np.isfinite(losses)))}")
@@ -101,11 +113,12 @@ class MFModel:
   p_u is the trained factor when the user had training rows (`known`), else the fold-in:
   mean factor of the input items (target hist, plus src_hist when `fold_source`).
   """
+
   train: common.TrainData
-  user: np.ndarray            # [n_users, D]
-  item: np.ndarray            # [n_items (+ n_source_items for cmf), D]
-  bias: np.ndarray            # [same]
-  known: np.ndarray           # [n_users] bool
+  user: np.ndarray  # [n_users, D]
+  item: np.ndarray  # [n_items (+ n_source_items for cmf), D]
+  bias: np.ndarray  # [same]
+  known: np.ndarray  # [n_users] bool
   fold_source: bool
   losses: np.ndarray
 
@@ -140,8 +153,9 @@ def fit_bpr_mf(ds, split, *, target: str, cfg=None) -> MFModel:
   td = common.train_data(ds, split, target, consumer="bpr_mf")
   u, i = td.pairs()
   n = td.n_items
-  params, losses = train_bpr(u, i, np.zeros_like(i), np.full_like(i, n), np.ones(len(u)),
-                             n_users=td.n_users, n_items=n, o=o)
+  params, losses = train_bpr(
+    u, i, np.zeros_like(i), np.full_like(i, n), np.ones(len(u)), n_users=td.n_users, n_items=n, o=o
+  )
   known = np.diff(td.target.indptr) > 0
   return MFModel(td, params["user"], params["item"], params["bias"], known, False, losses)
 
@@ -155,7 +169,7 @@ def fit_cmf(ds, split, *, target: str, cfg=None) -> MFModel:
   td = common.train_data(ds, split, target, consumer="cmf")
   n, ns = td.n_items, td.source.shape[1]
   tu, ti = td.pairs()
-  if len(tu) == 0:   # e.g. new_domain: target item factors would stay at their random init
+  if len(tu) == 0:  # e.g. new_domain: target item factors would stay at their random init
     raise ValueError("cmf: no training rows in the target domain (use text_knn for new_domain)")
   sc = td.source.tocoo()
   users = np.concatenate([tu, sc.row])

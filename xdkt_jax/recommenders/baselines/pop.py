@@ -8,7 +8,7 @@ import numpy as np
 
 from xdkt_jax.recommenders.baselines import common
 
-DEFAULTS = dict(seed=0)   # seed: accepted for a uniform interface; pop is deterministic
+DEFAULTS = dict(seed=0)  # seed: accepted for a uniform interface; pop is deterministic
 
 
 @dataclasses.dataclass
