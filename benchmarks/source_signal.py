@@ -42,7 +42,7 @@ from xdkt_jax import conventions  # noqa: E402
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
 from xdkt_jax import main as cli  # noqa: E402
 from xdkt_jax import significance  # noqa: E402
-from xdkt_jax.data import inputs, load, protocols  # noqa: E402
+from xdkt_jax.data import inputs, load, protocols, splits  # noqa: E402
 from xdkt_jax.recommenders.baselines import common as baseline_common  # noqa: E402
 
 
@@ -209,7 +209,7 @@ def main(argv=None) -> dict:
   split = protocols.make_split(ds, c)
   target = a.target or split.targets[0]
   if len(split.targets) > 1 or target not in split.targets:
-    split = protocols.target_view(split, target)
+    split = splits.target_view(split, target)
   print(
     f"{a.config} protocol={split.protocol} k={split.k} target={target} "
     f"sources={split.sources} (data + split {time.perf_counter() - t0:.1f} s)",

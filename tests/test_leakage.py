@@ -9,7 +9,7 @@ import pytest
 from conftest import sequential_settings
 from test_protocols import cfg, given_world, world
 from xdkt_jax import lm, recommend
-from xdkt_jax.data import inputs, leakage
+from xdkt_jax.data import inputs, leakage, splits
 from xdkt_jax.data import protocols as P
 from xdkt_jax.data.tokenization import TokenizedItems
 from xdkt_jax.knowledge import entities
@@ -152,7 +152,7 @@ def test_source_histories_refuse_another_domains_held_out_row():
   """A multi_domain view: S is a source of T, and S's own test targets must stay out of the
   source histories (the xdkt model's source side and the report's overlap groups)."""
   ds = world()
-  view = P.target_view(P.make_split(ds, cfg("multi_domain")), "T")
+  view = splits.target_view(P.make_split(ds, cfg("multi_domain")), "T")
   inputs.source_sequences(ds, view)
   held = view.heldout["S"]["test"].row[:1]
   with pytest.raises(P.LeakageError, match="source"):

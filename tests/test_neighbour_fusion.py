@@ -10,8 +10,8 @@ import pytest
 
 from conftest import sequential_settings, small_world_config
 from xdkt_jax import recommend
-from xdkt_jax.data import inputs, load, protocols
-from xdkt_jax.recommenders import baselines, sequential
+from xdkt_jax.data import inputs, load, protocols, splits
+from xdkt_jax.recommenders import baselines, neighbour_fusion, sequential
 
 TINY = sequential_settings(
   hidden=16, layers=1, heads=2, mlp=32, max_len=12, batch=32, steps=20, mode="id"
@@ -57,18 +57,18 @@ def _ndcg10(scores, arrays):
 
 
 def test_weights_parse_and_bad_settings_are_one_line_errors():
-  assert recommend.neighbour_weights("") == []
-  assert recommend.neighbour_weights("1, 0.1,0.3") == [0.0, 0.1, 0.3, 1.0]
-  assert recommend.neighbour_weights("0,2") == [0.0, 2.0]
+  assert neighbour_fusion.neighbour_weights("") == []
+  assert neighbour_fusion.neighbour_weights("1, 0.1,0.3") == [0.0, 0.1, 0.3, 1.0]
+  assert neighbour_fusion.neighbour_weights("0,2") == [0.0, 2.0]
   for bad in ("0.1,x", "-1", "nan", ","):
     with pytest.raises(ValueError, match="neighbour_blend"):
-      recommend.neighbour_weights(bad)
+      neighbour_fusion.neighbour_weights(bad)
 
 
 def test_fusion_scores_and_the_weight_picked_on_valid(warm):
   ds, split, target, ctx, model, logs = warm
   weights = [0.0, 0.05, 0.3, 1.0, 5.0]
-  fused = recommend.fuse_neighbours(model, ctx, weights, metric="ndcg@10")
+  fused = neighbour_fusion.fuse_neighbours(model, ctx, weights, metric="ndcg@10")
   valid = inputs.eval_arrays(ds, split, target, "valid", exclude_history="all")
   knn = baselines.fit("itemknn", ds, split, target=target)
   m_s, k_s = model.score(valid), knn.score(valid)
@@ -96,7 +96,7 @@ def test_fusion_scores_and_the_weight_picked_on_valid(warm):
 
 def test_fusion_needs_valid_examples(warm):
   ds, split, target, ctx, model, _ = warm
-  empty = protocols.EvalSet(
+  empty = splits.EvalSet(
     user=np.zeros(0, np.int32),
     target=np.zeros(0, np.int32),
     row=np.zeros(0, np.int64),
@@ -108,13 +108,13 @@ def test_fusion_needs_valid_examples(warm):
   )
   ctx2 = dataclasses.replace(ctx, split=no_valid)
   with pytest.raises(ValueError, match="neighbour_blend needs valid examples"):
-    recommend.fuse_neighbours(model, ctx2, [0.0, 1.0], metric="ndcg@10")
+    neighbour_fusion.fuse_neighbours(model, ctx2, [0.0, 1.0], metric="ndcg@10")
 
 
 def test_bad_metric_is_refused(warm):
   _, _, _, ctx, model, _ = warm
   with pytest.raises(ValueError, match="select_metric must be"):
-    recommend.fuse_neighbours(model, ctx, [0.0, 1.0], metric="hit@10")
+    neighbour_fusion.fuse_neighbours(model, ctx, [0.0, 1.0], metric="hit@10")
 
 
 def test_check_config_refuses_a_bad_selection_metric_before_any_stage():

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import make_dataset
 from xdkt_jax.data import protocols as P
+from xdkt_jax.data import splits
 from xdkt_jax.data.schema import GivenSplit
 
 
@@ -220,7 +221,7 @@ def test_unknown_protocol_and_target():
 def test_train_sequences_are_ordered_training_items():
   ds = world()
   sp = P.make_split(ds, cfg("warm"))
-  off, items = P.train_sequences(ds, sp, "T", consumer="test")
+  off, items = splits.train_sequences(ds, sp, "T", consumer="test")
   u = 3
   r = target_rows_of(ds, u)
   assert items[off[u] : off[u + 1]].tolist() == ds.domains["T"].inter.item[r[:-2]].tolist()

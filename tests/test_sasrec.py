@@ -11,6 +11,7 @@ from conftest import sequential_settings, small_world_config
 from xdkt_jax import evaluate as E
 from xdkt_jax import objectives
 from xdkt_jax.data import inputs, load, protocols, windows
+from xdkt_jax.data.splits import train_sequences
 from xdkt_jax.data.batching import Batcher
 from xdkt_jax.models import align, sasrec
 from xdkt_jax.recommenders import baselines, scoring, selection, sequential
@@ -283,7 +284,7 @@ def test_align_modules_shapes_and_gate():
 def test_train_step_compiles_once(world):
   ds, splits = world
   sp = splits["warm"]
-  off, items = protocols.train_sequences(ds, sp, "Movies", consumer="test")
+  off, items = train_sequences(ds, sp, "Movies", consumer="test")
   n = ds.domains["Movies"].n_items
   data = windows.pack_windows(
     windows.training_windows(off, items, n_items=n, max_len=12), max_len=12

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from xdkt_jax import report
+from xdkt_jax.report import tables as report_tables
 
 
 def cell(m: dict | None) -> str:
@@ -89,13 +89,13 @@ def main(argv=None) -> None:
     print("\n".join(methods_table(r, metrics)))
     if a.ties:
       print("\n" + "\n".join(tie_rows(Path(wd), r)))
-    gains += report.gain_rows(r.get("transfer_gain", {}), metrics, first=f"{wd}")
-    gains += report.gain_rows(
+    gains += report_tables.gain_rows(r.get("transfer_gain", {}), metrics, first=f"{wd}")
+    gains += report_tables.gain_rows(
       r.get("transfer_gain_unfused", {}), metrics, first=f"{wd} (no fusion)"
     )
   if a.gain and gains:
-    print("\n| run " + report.GAIN_HEADER)
-    print("|---" * report.GAIN_HEADER.count("|") + "|")  # one more column: run
+    print("\n| run " + report_tables.GAIN_HEADER)
+    print("|---" * report_tables.GAIN_HEADER.count("|") + "|")  # one more column: run
     print("\n".join(gains))
 
 

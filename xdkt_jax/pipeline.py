@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xdkt_jax.data import load as data_load
-from xdkt_jax.data import protocols
+from xdkt_jax.data import protocols, splits
 from xdkt_jax.data import stats as data_stats
 from xdkt_jax.stages.common import between, stage_dir, write_json
 from xdkt_jax.stages.encoders import initial_encoder, lm_stage, pretrained_encoder
@@ -49,7 +49,7 @@ def data_stage(config, workdir: Path, log=print):
   out = stage_dir(workdir, "data")
   st = data_stats.dataset_stats(ds, tok)
   write_json(out / "stats.json", st)
-  s = protocols.summary(split)
+  s = splits.summary(split)
   write_json(out / "split.json", s)
   log(data_stats.format_table(st))
   log(
@@ -111,7 +111,7 @@ def _multi_domain_stages(
 
   domains = {}
   for d in split.targets:
-    view = protocols.target_view(split, d)
+    view = splits.target_view(split, d)
     log(f"multi_domain: target {d}, sources {view.sources}")
     sub = {}
     if knowledge is None and "recommend" in stages:

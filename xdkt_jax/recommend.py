@@ -55,7 +55,7 @@ import numpy as np
 from xdkt_jax import artifacts, conventions, stopping
 from xdkt_jax import evaluate as evaluate_lib
 from xdkt_jax.data import inputs, leakage
-from xdkt_jax.recommenders import baselines, scoring, sequential
+from xdkt_jax.recommenders import baselines, neighbour_fusion, scoring, sequential
 from xdkt_jax.report import UNFUSED  # the row of a fused method's model without fusion
 
 SEQUENTIAL = ("xdkt", "target_only", "sasrec", "unisrec_style")
@@ -132,7 +132,11 @@ def check_config(config) -> None:
   on_valid = [
     (key, what)
     for key, what, on in (
-      ("neighbour_blend", "weight", bool(neighbour_weights(rc.get("neighbour_blend", "")))),
+      (
+        "neighbour_blend",
+        "weight",
+        bool(neighbour_fusion.neighbour_weights(rc.get("neighbour_blend", ""))),
+      ),
       ("sequential.select_epoch", "epoch", bool(rc.sequential.get("select_epoch", False))),
     )
     if on
@@ -154,80 +158,6 @@ def check_config(config) -> None:
     evaluate_lib.selection_metric(
       rc.sequential.get("select_metric", "ndcg@10"), "config.recommend.sequential"
     )
-
-
-def neighbour_weights(spec) -> list[float]:
-  """`recommend.neighbour_blend` ("0.1,0.3,1") → sorted weights with 0 first; "" → []."""
-  text = str(spec or "").strip()
-  if not text:
-    return []
-  try:
-    ws = [float(x) for x in text.split(",") if x.strip()]
-  except ValueError:
-    raise ValueError(
-      f"config.recommend.neighbour_blend must be comma-separated numbers, got {spec!r}"
-    ) from None
-  if not ws or any(not np.isfinite(w) or w < 0 for w in ws):
-    raise ValueError(
-      f"config.recommend.neighbour_blend weights must be finite and >= 0, got {spec!r}"
-    )
-  return sorted(set([0.0] + ws))
-
-
-@dataclasses.dataclass
-class NeighbourFused:
-  """A sequential model with neighbourhood fusion: score = z(model) + weight · z(item-kNN)."""
-
-  model: Any
-  knn: Any
-  weight: float
-  info: dict
-
-  @property
-  def losses(self):
-    return self.model.losses
-
-  def score(self, batch) -> np.ndarray:
-    if self.weight == 0.0:  # exactly the model's own ranking
-      return self.model.score(batch)
-    s = baselines.common.zscore_rows(self.model.score(batch))
-    return (s + self.weight * baselines.common.zscore_rows(self.knn.score(batch))).astype(
-      np.float32
-    )
-
-
-def fuse_neighbours(model, ctx: Context, weights: list[float], *, metric: str) -> NeighbourFused:
-  """Picks the fusion weight on the valid users (full ranking under the run's exclusion rule:
-  the reported numbers' evaluator); ties go to the smaller weight."""
-  evaluate_lib.selection_metric(metric, "neighbour_blend")
-  valid = ctx.eval_arrays("valid")
-  if len(valid["target"]) == 0:
-    raise ValueError(
-      f"config.recommend.neighbour_blend needs valid examples, and the "
-      f"{ctx.split.protocol!r} split has none in {ctx.target!r}"
-    )
-  fused = NeighbourFused(model, ctx.itemknn(), 0.0, dict(getattr(model, "info", {})))
-  curve = {}
-  # One evaluator pass per weight re-scores the valid users each time: memory stays one batch
-  # (keeping both [n_valid, N] score matrices would not); the time is small beside training
-  # (benchmarks/RESULTS.md).
-  for w in weights:
-    fused.weight = w
-    curve[w] = evaluate_lib.valid_score(
-      fused.score, valid, metric=metric, n_items=ctx.ds.domains[ctx.target].n_items
-    )
-  fused.weight = max(weights, key=lambda w: (curve[w], -w))
-  fused.info.update(
-    neighbour_weight=fused.weight,
-    neighbour_metric=metric,
-    neighbour_valid=[{"weight": w, metric: v} for w, v in curve.items()],
-  )
-  ctx.log(
-    f"neighbourhood fusion: weight {fused.weight:g} (valid {metric} "
-    + ", ".join(f"{w:g}: {v:.4f}" for w, v in curve.items())
-    + ")"
-  )
-  return fused
 
 
 def seeds_for(name: str, n_seeds: int) -> list[int]:
@@ -275,7 +205,7 @@ def fit(name: str, ctx: Context, seed: int):
 
 
 def train_losses(model) -> list[float]:
-  if isinstance(model, (scoring.SASRecModel, NeighbourFused)):
+  if isinstance(model, (scoring.SASRecModel, neighbour_fusion.NeighbourFused)):
     return [float(x) for x in model.losses]
   return []
 
@@ -311,9 +241,11 @@ def run_one(
   rc = ctx.config.recommend
   t0 = time.time()
   trained = model = fit(name, ctx, seed)
-  weights = neighbour_weights(rc.get("neighbour_blend", ""))
+  weights = neighbour_fusion.neighbour_weights(rc.get("neighbour_blend", ""))
   if name in SEQUENTIAL and weights:
-    model = fuse_neighbours(trained, ctx, weights, metric=str(rc.sequential.select_metric))
+    model = neighbour_fusion.fuse_neighbours(
+      trained, ctx, weights, metric=str(rc.sequential.select_metric)
+    )
   fit_s = time.time() - t0
   t1 = time.time()
   evaluate = lambda m: evaluate_lib.evaluate(

@@ -70,7 +70,7 @@ import numpy as np  # noqa: E402
 from configs import amazon_scientific, common  # noqa: E402
 from recbole_sasrec import DATASET, add_common_args, prepare_data  # noqa: E402  (stdlib only)
 from xdkt_jax import evaluate as evaluate_lib  # noqa: E402
-from xdkt_jax.data import inputs, load, protocols  # noqa: E402
+from xdkt_jax.data import inputs, load, protocols, splits  # noqa: E402
 from xdkt_jax.data import windows as windows_lib  # noqa: E402
 from xdkt_jax.recommenders import sequential  # noqa: E402
 from xdkt_jax.train import steps as steps_lib  # noqa: E402
@@ -87,7 +87,7 @@ def load_split(folder: Path):
 
 def repeat_targets(ds, split, part: str = "test") -> int:
   """Eval examples whose target the same user also has among TRAINING items."""
-  offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
+  offsets, items = splits.train_sequences(ds, split, DATASET, consumer="benchmark batches")
   es = split.eval[DATASET][part]
   return sum(int(t in items[offsets[u] : offsets[u + 1]]) for u, t in zip(es.user, es.target))
 
@@ -96,7 +96,7 @@ def packing_stats(ds, split, max_len: int, pack: bool = True) -> dict:
   """The packed training rows train_sasrec will build (same functions, same arguments), to
   size the batch in rows from a batch in transitions."""
   n_items = ds.domains[DATASET].n_items
-  offsets, items = protocols.train_sequences(ds, split, DATASET, consumer="benchmark batches")
+  offsets, items = splits.train_sequences(ds, split, DATASET, consumer="benchmark batches")
   windows = windows_lib.training_windows(offsets, items, n_items=n_items, max_len=max_len)
   packed = windows_lib.pack_windows(windows, max_len=max_len) if pack else windows
   transitions = int(windows["mask"].astype(np.int64).sum())

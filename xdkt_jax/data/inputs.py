@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from xdkt_jax.data.batching import pad_sequences
-from xdkt_jax.data.protocols import Split, train_sequences
+from xdkt_jax.data.splits import Split, train_sequences
 from xdkt_jax.data.schema import CrossDomainDataset
 
 

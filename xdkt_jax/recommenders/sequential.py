@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xdkt_jax import objectives
-from xdkt_jax.data import inputs, protocols
+from xdkt_jax.data import inputs, splits
 from xdkt_jax.data.batching import Batcher, pad_sequences
 from xdkt_jax.data.windows import pack_windows, segment_users, training_windows
 from xdkt_jax.models.sasrec import SASRec
@@ -143,7 +143,7 @@ def _training_batches(ds, split, target: str, opt, *, seed: int, transfer: bool,
   """The target's TRAINING sequences as windows (packed with `opt.pack`), in batches whose row
   count divides over the mesh's batch axes; and their sizes for the run's info."""
   n_items = ds.domains[target].n_items
-  offsets, items = protocols.train_sequences(
+  offsets, items = splits.train_sequences(
     ds, split, target, consumer="sequential recommender batches"
   )
   windows = training_windows(offsets, items, n_items=n_items, max_len=int(opt.max_len))
@@ -263,7 +263,7 @@ def train_sasrec(
   source_vectors=None,
 ) -> SASRecModel:
   """Trains SASRec on the target domain's TRAINING rows (split.train_rows only, via
-  protocols.train_sequences) with the shared trainer; returns a SASRecModel.
+  splits.train_sequences) with the shared trainer; returns a SASRecModel.
 
   cfg: every key of SETTINGS (+ TRANSFER_SETTINGS with `transfer`), optionally CALL_OPTIONS
   (`settings`).  `cfg['seed']`, when set, overrides `seed`.  `item_vectors`: [N, T] array or

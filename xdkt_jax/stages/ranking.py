@@ -18,7 +18,7 @@ def recommend_stage(config, wd: Path, ds, split, knowledge: dict, log=print) -> 
   if len(split.targets) != 1:  # pipeline.run passes multi_domain one target view at a time
     raise ValueError(
       f"stage 'recommend' ranks one target domain; the split has "
-      f"{split.targets} (protocols.target_view makes one)"
+      f"{split.targets} (splits.target_view makes one)"
     )
   target = split.targets[0]
   ctx = recommend.Context(
@@ -92,7 +92,7 @@ def report_stage(
   config, wd: Path, ds, tok, split, stats_, timings, log=print, *, lm_dir: Path | None = None
 ) -> None:
   from xdkt_jax import report  # pylint: disable=import-outside-toplevel
-  from xdkt_jax.data import protocols  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.data import splits  # pylint: disable=import-outside-toplevel
 
   if stats_ is None:
     path = wd / "evaluate" / "stats.json"
@@ -112,7 +112,7 @@ def report_stage(
     "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start" else ""),
     "targets": split.targets,
     "sources": split.sources,
-    "split": protocols.summary(split),
+    "split": splits.summary(split),
     "n_items": ds.domains[split.targets[0]].n_items,
     "n_test": next(iter(runs.values()))[0]["n"],
     "eval_part": str(config.recommend.eval_part),

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from xdkt_jax.data import leakage
 from xdkt_jax.data.inputs import source_offsets
-from xdkt_jax.data.protocols import Split
+from xdkt_jax.data.splits import Split
 from xdkt_jax.data.schema import CrossDomainDataset
 
 # Ties are broken by training popularity at this scale (scores are similarities or logits of
