@@ -10,6 +10,7 @@ import pytest
 from configs import common
 from conftest import make_dataset
 from xdkt_jax.knowledge import entities, item_vectors, labels, train
+from xdkt_jax.train import trainer as trainer_lib
 from xdkt_jax.data.schema import ItemTable
 from xdkt_jax.data.tokenization import encode_texts, load_tokenizer
 from xdkt_jax.models.encoder import init_params
@@ -61,9 +62,13 @@ def vocab(ds, **over):
 
 
 def train_config(**over) -> train.KnowledgeTrainConfig:
-  return train.KnowledgeTrainConfig.from_config(
-    common.knowledge_config(), seed=0, log_every=10, progress=False, **over
-  )
+  return train.KnowledgeTrainConfig.from_config(common.knowledge_config(), **over)
+
+
+# One device, no sharding rules, no checkpoints: what a test run needs.
+RUN = trainer_lib.RunSettings(
+  mesh=None, rules=None, ckpt=None, seed=0, log_every=10, progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +150,7 @@ def test_knowledge_head_trains_lk_falls(tokenizer):
   enc_cfg = EncoderConfig.tiny(vocab_size=30522, max_len=24)
   enc = {"encoder": init_params(enc_cfg, jax.random.PRNGKey(1))["encoder"]}
   tcfg = train_config(steps=60, batch_size=32, lr=1e-2, dropout=0.0, entity_dim=32)
-  params, m = train.train_knowledge(enc_cfg, enc, lab, len(v), tcfg, log_fn=lambda s: None)
+  params, m = train.train_knowledge(enc_cfg, enc, lab, len(v), tcfg, RUN, log_fn=lambda s: None)
   for part in ("train", "heldout"):
     for d in ds.domains:
       b, a = m["before"][part][d], m["after"][part][d]
@@ -165,7 +170,7 @@ def test_finetune_encoder_trains_it(tokenizer):
   enc_cfg = EncoderConfig.tiny(vocab_size=30522, max_len=16)
   enc = init_params(enc_cfg, jax.random.PRNGKey(1))  # LanguageModel params: lm_head ignored
   tcfg = train_config(steps=2, batch_size=16, finetune_encoder=True, eval_max_items=16)
-  p1, m1 = train.train_knowledge(enc_cfg, enc, lab, len(v), tcfg, log_fn=lambda s: None)
+  p1, m1 = train.train_knowledge(enc_cfg, enc, lab, len(v), tcfg, RUN, log_fn=lambda s: None)
   q = lambda p: np.asarray(p["encoder"]["layers_1"]["attn"]["query"]["kernel"])
   assert not np.array_equal(q(p1), q(enc))
   assert set(p1) == {"encoder", "knowledge_head"} and m1["finetune_encoder"]
@@ -217,11 +222,9 @@ def test_knowledge_settings_have_one_source():
   the trainer's config takes its values from there: an unknown or missing key is refused."""
   section = common.knowledge_config()
   fields = {f.name for f in dataclasses.fields(train.KnowledgeTrainConfig)}
-  assert set(section) == (fields - set(train.RUN_KEYS)) | train.EXTRACTION_KEYS
+  assert set(section) == fields | train.EXTRACTION_KEYS
   assert train_config().steps == section.steps
   with pytest.raises(ValueError, match=r"unknown key\(s\) \['stepz'\]"):
-    train.KnowledgeTrainConfig.from_config(
-      {**section.to_dict(), "stepz": 3}, seed=0, log_every=1, progress=False
-    )
-  with pytest.raises(ValueError, match=r"missing key\(s\) \['seed'\]"):
-    train.KnowledgeTrainConfig.from_config(section, log_every=1, progress=False)
+    train.KnowledgeTrainConfig.from_config({**section.to_dict(), "stepz": 3})
+  with pytest.raises(ValueError, match=r"missing key\(s\) \['steps'\]"):
+    train.KnowledgeTrainConfig.from_config({k: v for k, v in section.items() if k != "steps"})

@@ -250,7 +250,7 @@ def stage_encoder(workdir: Path, stage: str):
 
 
 def train_lm(
-  config,
+  run: trainer_lib.RunSettings,
   stage_cfg,
   enc_cfg: EncoderConfig,
   init_params,
@@ -263,13 +263,14 @@ def train_lm(
   freeze: list[str],
   log_fn=print,
 ):
-  """Runs one LM stage; returns (params, metrics dict).  Resumes from stage_dir/ckpt."""
+  """Runs one LM stage (`stage_cfg`: the config's pretrain or adapt section); returns
+  (params, metrics dict).  Resumes from stage_dir/ckpt."""
   model = LanguageModel(enc_cfg)
-  mesh = mesh_lib.make_mesh(config.mesh)
-  rules = mesh_lib.rules_from_config(config.rules)
+  mesh = mesh_lib.make_mesh(run.mesh)
+  rules = mesh_lib.rules_from_config(run.rules)
   bs = int(stage_cfg.batch_size)
   eval_bs = int(stage_cfg.get("eval_batch_size", 0)) or bs
-  seed = int(config.seed)
+  seed = run.seed
   L = corpus.train[next(iter(corpus.train))]["ids"].shape[1]
   dummy = (jnp.zeros((1, L), jnp.int32), jnp.ones((1, L), jnp.int32))
   init_fn = lambda rng: model.init(rng, *dummy)
@@ -300,7 +301,7 @@ def train_lm(
     mesh=mesh,
     rules=rules,
     start=start,
-    ckpt_mngr=ckpt_lib.make_manager(stage_dir / "ckpt", config.ckpt),
+    ckpt_mngr=ckpt_lib.make_manager(stage_dir / "ckpt", run.ckpt),
   )
   batches = MixedBatches(corpus, bs, seed=seed, target=target, ratio=ratio)
   data = loop_lib.StepIndexedData(batches.batch_at)
@@ -319,8 +320,8 @@ def train_lm(
       total_steps=steps,
       stage=stage_dir.name,
       writer=writer,
-      log_every=int(config.get("log_every", 10)),
-      progress=bool(config.get("progress", True)),
+      log_every=run.log_every,
+      progress=run.progress,
     )
   finally:
     writer.close()

@@ -15,6 +15,7 @@ from xdkt_jax.data.batching import Batcher, fixed_shape_batches
 from xdkt_jax.knowledge.labels import KnowledgeLabels
 from xdkt_jax.models.encoder_config import EncoderConfig
 from xdkt_jax.models.knowledge_head import KnowledgeHeadConfig, KnowledgeModel
+from xdkt_jax.train import trainer as trainer_lib
 
 
 # The run config's `knowledge` section holds the training keys below beside these extraction
@@ -30,7 +31,6 @@ EXTRACTION_KEYS = frozenset(
     "cross_domain_only",
   }
 )
-RUN_KEYS = ("seed", "log_every", "progress")  # from the run config's root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,22 +50,18 @@ class KnowledgeTrainConfig:
   heldout_frac: float  # items per domain never trained on, for the L_k report
   eval_batch_size: int
   eval_max_items: int  # per domain and part, to keep evaluation cheap
-  seed: int
-  log_every: int
-  progress: bool
 
   @classmethod
-  def from_config(cls, section: Mapping[str, Any], **run_keys) -> "KnowledgeTrainConfig":
-    """From the run config's `knowledge` section plus `RUN_KEYS` (keyword overrides win).  An
-    unknown key in the section, or a missing one, raises and names it."""
+  def from_config(cls, section: Mapping[str, Any], **overrides) -> "KnowledgeTrainConfig":
+    """From the run config's `knowledge` section (keyword overrides win).  An unknown key in
+    the section, or a missing one, raises and names it."""
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(section) - set(names) - EXTRACTION_KEYS)
     if unknown:
       raise ValueError(
-        f"config.knowledge: unknown key(s) {unknown}; known: "
-        f"{sorted((set(names) - set(RUN_KEYS)) | EXTRACTION_KEYS)}"
+        f"config.knowledge: unknown key(s) {unknown}; known: {sorted(set(names) | EXTRACTION_KEYS)}"
       )
-    vals = {**{k: section[k] for k in section if k in names}, **run_keys}
+    vals = {**{k: section[k] for k in section if k in names}, **overrides}
     missing = [k for k in names if k not in vals]
     if missing:
       raise ValueError(
@@ -185,22 +181,20 @@ def train_knowledge(
   labels: KnowledgeLabels,
   num_labels: int,
   tcfg: KnowledgeTrainConfig,
+  run: trainer_lib.RunSettings,
   *,
-  mesh_cfg=None,
-  rules=None,
   ckpt_dir: str | Path | None = None,
-  ckpt_cfg=None,
   log_fn=print,
 ):
   """Trains W_k = encoder (from `enc_params`, frozen unless `finetune_encoder`) + head on L_k
   over the items of every domain in `labels`.  Returns (params, metrics) where metrics hold
   L_k / accuracy / entity recall per domain on held-out and training items, before and after.
   `enc_params`: LanguageModel or KnowledgeModel params (only ["encoder"] is read), or None
-  for a random encoder.  Resumes from `ckpt_dir` when given."""
+  for a random encoder.  `run`: the run's mesh, rules, checkpointing, seed and reporting.
+  Resumes from `ckpt_dir` when given."""
   from xdkt_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
   from xdkt_jax.train import loop as loop_lib
   from xdkt_jax.train import mesh as mesh_lib
-  from xdkt_jax.train import trainer as trainer_lib
   from xdkt_jax.train.writers import MetricWriter
 
   model = KnowledgeModel(
@@ -209,7 +203,7 @@ def train_knowledge(
       num_labels=int(num_labels), entity_dim=int(tcfg.entity_dim), dropout=float(tcfg.dropout)
     ),
   )
-  parts = _item_parts(labels, float(tcfg.heldout_frac), int(tcfg.seed))
+  parts = _item_parts(labels, float(tcfg.heldout_frac), run.seed)
   pooled = {
     k: np.concatenate([v[k] for v in parts["train"].values()])
     for k in ("ids", "mask", "labels", "weights")
@@ -228,13 +222,13 @@ def train_knowledge(
       clip_norm=1.0,
       freeze=[] if tcfg.finetune_encoder else [r"^encoder/"],
     ),
-    init_key=jax.random.PRNGKey(int(tcfg.seed)),
-    mesh=mesh_lib.make_mesh(mesh_cfg),
-    rules=mesh_lib.rules_from_config(rules),
+    init_key=jax.random.PRNGKey(run.seed),
+    mesh=mesh_lib.make_mesh(run.mesh),
+    rules=mesh_lib.rules_from_config(run.rules),
     start=_start_from_encoder(enc_params),
-    ckpt_mngr=ckpt_lib.make_manager(Path(ckpt_dir), ckpt_cfg) if ckpt_dir else None,
+    ckpt_mngr=ckpt_lib.make_manager(Path(ckpt_dir), run.ckpt) if ckpt_dir else None,
   )
-  batcher = Batcher(pooled, min(int(tcfg.batch_size), len(pooled["ids"])), seed=int(tcfg.seed))
+  batcher = Batcher(pooled, min(int(tcfg.batch_size), len(pooled["ids"])), seed=run.seed)
   data = loop_lib.StepIndexedData(batcher.batch_at, batcher.steps_per_epoch)
   data.set_state(trainer.data_position)
 
@@ -261,8 +255,8 @@ def train_knowledge(
       total_steps=steps,
       stage="knowledge",
       writer=writer,
-      log_every=int(tcfg.log_every),
-      progress=bool(tcfg.progress),
+      log_every=run.log_every,
+      progress=run.progress,
     )
   finally:
     if writer is not None:

@@ -16,8 +16,10 @@ def lm_stage(
   """pretrain (L_p) or adapt (L_t) from the `upstream` encoder.  Reuses a finished stage whose
   inputs are unchanged."""
   from xdkt_jax import lm  # pylint: disable=import-outside-toplevel
+  from xdkt_jax.train import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   scfg = config.pretrain if name == "pretrain" else config.adapt
+  run = trainer_lib.RunSettings.from_config(config)
   folder = stage_dir(workdir, name)
   fp = fingerprint(
     name,
@@ -57,7 +59,7 @@ def lm_stage(
       hcfg.steps = int(scfg.head_warmup_steps)
       hcfg.lr = float(scfg.head_lr)
     params, head = lm.train_lm(
-      config,
+      run,
       hcfg,
       enc_cfg,
       params,
@@ -70,7 +72,7 @@ def lm_stage(
       log_fn=log,
     )
   params, metrics = lm.train_lm(
-    config,
+    run,
     scfg,
     enc_cfg,
     params,

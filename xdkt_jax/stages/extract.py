@@ -18,6 +18,7 @@ def _knowledge_weights(config, folder: Path, ds, encoder: StageEncoder, log):
   from item text alone, and the knowledge head trained on them (entity_mode 'predicted')."""
   # pylint: disable=import-outside-toplevel
   from xdkt_jax.knowledge import entities, labels as labels_lib, train
+  from xdkt_jax.train import trainer as trainer_lib
 
   kc = config.knowledge
   # Labels and vocabulary come from item text alone: a view whose interactions raise if read.
@@ -48,19 +49,14 @@ def _knowledge_weights(config, folder: Path, ds, encoder: StageEncoder, log):
     data_load.split_list(config.data.text_fields) or None,
   )
   metrics["labels"] = labels_lib.label_stats(vocab, labels)
-  tcfg = train.KnowledgeTrainConfig.from_config(
-    kc, seed=int(config.seed), progress=bool(config.progress), log_every=int(config.log_every)
-  )
   kparams, metrics["lk"] = train.train_knowledge(
     encoder.config,
     encoder.params,
     labels,
     len(vocab),
-    tcfg,
-    mesh_cfg=config.mesh,
-    rules=config.rules,
+    train.KnowledgeTrainConfig.from_config(kc),
+    trainer_lib.RunSettings.from_config(config),
     ckpt_dir=folder / "ckpt",
-    ckpt_cfg=config.ckpt,
     log_fn=log,
   )
   return vocab, mode, kparams, metrics

@@ -28,6 +28,31 @@ from xdkt_jax.train import state as state_lib
 from xdkt_jax.train import steps as steps_lib
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """The run-level settings every trainer reads, taken from the run config once
+  (`from_config`) instead of handing the whole config down: where it runs (the mesh and the
+  sharding rules), how it checkpoints, its seed, how it reports."""
+
+  mesh: Any  # config.mesh: {data, fsdp, model} axis sizes
+  rules: Any  # config.rules: logical axis → mesh axes
+  ckpt: Any  # config.ckpt: every_steps, keep, async
+  seed: int
+  log_every: int
+  progress: bool
+
+  @classmethod
+  def from_config(cls, config) -> "RunSettings":
+    return cls(
+      mesh=config.mesh,
+      rules=config.rules,
+      ckpt=config.ckpt,
+      seed=int(config.seed),
+      log_every=int(config.get("log_every", 10)),
+      progress=bool(config.get("progress", True)),
+    )
+
+
 def warmup_steps(configured: int, steps: int) -> int:
   """The learning-rate warm-up of a stage: `configured` < 0 means a tenth of the steps; any
   other value is kept below the step count (a schedule needs one step past its warm-up)."""
