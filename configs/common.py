@@ -225,6 +225,7 @@ def base_config() -> mlc.ConfigDict:
   c.protocol = "cold_start"
   c.protocol_k = 1
   c.protocol_cold_frac = 0.2
+  c.protocol_fraction = 1.0  # target_fraction: share of the target's users whose rows train
   c.data = data_config()
   c.encoder = encoder_config()
   c.pretrain = lm_stage_config(0, 1e-4)  # L_p; 0 steps = the init_from weights are W_p

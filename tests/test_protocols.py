@@ -10,11 +10,18 @@ from xdkt_jax.data import splits
 from xdkt_jax.data.schema import GivenSplit
 
 
-def cfg(protocol, k=0, **data):
+def cfg(protocol, k=0, fraction=1.0, **data):
   d = dict(target_domain="T", use_cross_domain_order=False, use_given_user_split=True)
   d.update(data)
   return mlc.ConfigDict(
-    dict(protocol=protocol, protocol_k=k, seed=0, protocol_cold_frac=0.5, data=d)
+    dict(
+      protocol=protocol,
+      protocol_k=k,
+      seed=0,
+      protocol_cold_frac=0.5,
+      protocol_fraction=fraction,
+      data=d,
+    )
   )
 
 
@@ -232,3 +239,40 @@ def test_split_fingerprint_changes_with_protocol():
   a = P.make_split(ds, cfg("warm")).fingerprint()
   b = P.make_split(ds, cfg("cold_start", 1)).fingerprint()
   assert a != b and a == P.make_split(ds, cfg("warm")).fingerprint()
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_target_fraction_keeps_the_evaluation_and_nests_the_training_users(shipped):
+  """The learning-curve protocol: at every fraction the same evaluated users, targets and
+  input histories; only a seeded, nested share of the target's users train; every source row
+  trains; fraction 1 trains exactly what in_domain trains."""
+  ds = given_world()[0] if shipped else world()
+  t = ds.domains["T"]
+  by_fraction = {f: P.make_split(ds, cfg("target_fraction", fraction=f)) for f in (0.05, 0.2, 1.0)}
+  full = P.make_split(ds, cfg("in_domain"))
+  assert np.array_equal(by_fraction[1.0].train_rows["T"], full.train_rows["T"])
+  assert np.array_equal(by_fraction[1.0].train_rows["S"], np.arange(len(ds.domains["S"].inter)))
+  trained_users = {}
+  for f, sp in by_fraction.items():
+    for part in ("valid", "test"):
+      a, b = sp.eval["T"][part], full.eval["T"][part]
+      assert np.array_equal(a.user, b.user) and np.array_equal(a.target, b.target)
+      assert np.array_equal(a.hist_items, b.hist_items)
+    trained_users[f] = set(np.unique(t.inter.user[sp.train_rows["T"]]).tolist())
+    n_all = sp.info["target_users_with_training_rows"]
+    assert len(trained_users[f]) == sp.info["target_training_users"] == max(1, round(f * n_all))
+    assert sp.info["withheld_target_training_rows"] == len(full.train_rows["T"]) - len(
+      sp.train_rows["T"]
+    )
+  assert trained_users[0.05] < trained_users[0.2] < trained_users[1.0]
+  # another seed draws other users
+  other_cfg = cfg("target_fraction", fraction=0.2)
+  other_cfg.seed = 1
+  other = P.make_split(ds, other_cfg)
+  assert set(np.unique(t.inter.user[other.train_rows["T"]]).tolist()) != trained_users[0.2]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_target_fraction_outside_0_1_is_one_clear_line(bad):
+  with pytest.raises(ValueError, match=r"config.protocol_fraction must be in \(0, 1\]"):
+    P.make_split(world(), cfg("target_fraction", fraction=bad))

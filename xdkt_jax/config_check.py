@@ -22,6 +22,7 @@ _FRAC = (lambda v: 0 <= v < 1, "in [0, 1)")
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
   "protocol_k": _NONNEG,
   "protocol_cold_frac": _FRAC_OPEN,
+  "protocol_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
   "data.max_text_len": _POS,
   "data.max_users": _NONNEG,
   "data.kcore": _NONNEG,

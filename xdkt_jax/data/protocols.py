@@ -22,6 +22,12 @@ Protocols (config.protocol):
                from target users with source history) predict their last target row from their
                earlier target rows given as input only (inductive, text-only items).
   multi_domain every domain is a target: leave-one-out per domain; all other rows train.
+  target_fraction  the low-resource target: every source row trains; the target is evaluated
+               as in in_domain (its shipped split, else leave-one-out over all its users), but
+               only the training rows of a seeded `protocol_fraction` of its users train.  The
+               users are a prefix of one seeded permutation, so a smaller fraction's users are
+               a subset of a larger one's, and the evaluated users, their targets and their
+               input histories are the same at every fraction (a learning curve).
 A domain with a shipped split (UniSRec) is evaluated on exactly that split.
 """
 
@@ -36,7 +42,7 @@ from xdkt_jax.data.leakage import LeakageError  # noqa: F401  (re-exported)
 from xdkt_jax.data.schema import CrossDomainDataset, Domain
 from xdkt_jax.data.splits import EvalSet, Split
 
-PROTOCOLS = ("in_domain", "warm", "cold_start", "new_domain", "multi_domain")
+PROTOCOLS = ("in_domain", "warm", "cold_start", "new_domain", "multi_domain", "target_fraction")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +181,8 @@ class SplitSpec:
       (config.data.use_given_user_split).
     use_cross_domain_order: withhold source rows at or after a user's first evaluation target;
       needs real timestamps (config.data.use_cross_domain_order).
+    fraction: share of the target's users whose training rows train, for target_fraction
+      (config.protocol_fraction, in (0, 1]).
   """
 
   protocol: str
@@ -184,6 +192,7 @@ class SplitSpec:
   cold_frac: float = 0.2
   use_given_user_split: bool = True
   use_cross_domain_order: bool = False
+  fraction: float = 1.0
 
   def __post_init__(self):
     _check_protocol(self.protocol)
@@ -205,6 +214,7 @@ class SplitSpec:
       cold_frac=cfg.get("protocol_cold_frac", 0.2),
       use_given_user_split=bool(data.get("use_given_user_split", True)),
       use_cross_domain_order=bool(data.get("use_cross_domain_order", False)),
+      fraction=float(cfg.get("protocol_fraction", 1.0)),
     )
 
 
@@ -397,8 +407,35 @@ def _eval_set_or_empty(domain: Domain, users: list, target_rows: list, histories
   return _eval_set(domain, users, target_rows, histories) if users else _empty_eval()
 
 
+def _target_fraction_split(
+  ds: CrossDomainDataset, spec: SplitSpec, target: str, sources: list[str]
+):
+  """in_domain's evaluation of the target, every source row, and the target's training rows of
+  a seeded `spec.fraction` of its users only (module doc)."""
+  if not 0 < spec.fraction <= 1:
+    raise ValueError(f"config.protocol_fraction must be in (0, 1], got {spec.fraction!r}")
+  train_rows, evals, info = _in_domain_split(ds, spec, target, sources)
+  rows = train_rows[target]
+  users_of_rows = ds.domains[target].inter.user[rows]
+  users = np.unique(users_of_rows)
+  order = np.random.default_rng([spec.seed, 9461]).permutation(users)
+  n_keep = max(1, int(round(spec.fraction * len(users)))) if len(users) else 0
+  keep = np.zeros(ds.n_users, bool)
+  keep[order[:n_keep]] = True
+  train_rows[target] = rows[keep[users_of_rows]]
+  train_rows.update(_all_source_rows(ds, sources))
+  info.update(
+    target_fraction=spec.fraction,
+    target_training_users=n_keep,
+    target_users_with_training_rows=int(len(users)),
+    withheld_target_training_rows=int(len(rows) - len(train_rows[target])),
+  )
+  return train_rows, evals, info
+
+
 _PER_TARGET_SPLITS = {
   "in_domain": _in_domain_split,
+  "target_fraction": _target_fraction_split,
   "warm": _warm_split,
   "cold_start": _cold_start_split,
   "new_domain": _new_domain_split,

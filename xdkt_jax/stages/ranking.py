@@ -88,6 +88,15 @@ def _lm_curves(wd: Path) -> dict:
   return curves
 
 
+def protocol_label(split) -> str:
+  """The protocol as results.json and report.md name it, with its one parameter."""
+  if split.protocol == "cold_start":
+    return f"cold_start k={split.k}"
+  if split.protocol == "target_fraction":
+    return f"target_fraction fraction={split.info['target_fraction']:g}"
+  return split.protocol
+
+
 def report_stage(
   config, wd: Path, ds, tok, split, stats_, timings, log=print, *, lm_dir: Path | None = None
 ) -> None:
@@ -109,7 +118,7 @@ def report_stage(
   results = {
     "config": json.loads(config.to_json_best_effort()),
     "dataset": data_stats.dataset_stats(ds, tok),
-    "protocol": f"{split.protocol}" + (f" k={split.k}" if split.protocol == "cold_start" else ""),
+    "protocol": protocol_label(split),
     "targets": split.targets,
     "sources": split.sources,
     "split": splits.summary(split),
