@@ -23,6 +23,7 @@ CASES = [
   (["--config.protocol_k=-1"], "config.protocol_k must be >= 0, got -1"),
   (["--config.protocol_cold_frac=2"], "config.protocol_cold_frac must be in (0, 1)"),
   (["--config.protocol_cold_frac=-1"], "config.protocol_cold_frac must be in (0, 1)"),
+  (["--config.protocol_fraction=0"], "config.protocol_fraction must be in (0, 1], got 0"),
   (["--config.data.max_text_len=0"], "config.data.max_text_len must be > 0, got 0"),
   (["--config.recommend.ks=5,x"], "config.recommend.ks must be comma-separated positive"),
   (["--config.data.dedup=none"], "config.data.dedup must be one of first, last, all"),
